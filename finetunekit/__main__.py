@@ -1,0 +1,3 @@
+from finetunekit.core.cli import main
+
+main()

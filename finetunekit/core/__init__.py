@@ -1,0 +1,1 @@
+"""The engine, its hook specifications, plugin manager, recipes, errors and CLI."""

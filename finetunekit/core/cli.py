@@ -1,0 +1,156 @@
+"""The ``finetunekit`` command line.
+
+Bad input of any kind ends with a message on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+# Quiet TensorFlow's C++ start-up logging before Keras is imported.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _fail(message: str) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(2)
+
+
+def handle_errors(fn):
+    """Turn finetunekit's own errors (and a missing file) into exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from finetunekit.core.errors import FinetunekitError
+
+        try:
+            return fn(*args, **kwargs)
+        except FinetunekitError as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def _engine(plugins, *, progress: bool = False):
+    from finetunekit.core.engine import Engine
+
+    extra = list(plugins)
+    if progress:
+        from finetunekit.plugins.progress import RichProgress
+
+        extra.append(RichProgress())
+    return Engine(plugins=extra)
+
+
+def _recipe(path: str, overrides, overwrite: bool = False):
+    from finetunekit.core.recipe import Recipe
+
+    recipe = Recipe.from_toml(path)
+    if overrides:
+        recipe = recipe.with_overrides(list(overrides))
+    if overwrite:
+        recipe = recipe.with_overrides({"save.overwrite": True})
+    return recipe
+
+
+recipe_argument = click.argument("recipe", type=click.Path(dir_okay=False))
+set_option = click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+                          help="Override a recipe key (TOML value); repeatable.")
+plugin_option = click.option("--plugin", "plugins", multiple=True, metavar="MODULE",
+                             help="Import MODULE and register it as a plugin; repeatable.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="finetunekit")
+def main():
+    """Fine-tune pretrained image CNNs; every part of the recipe is a plugin."""
+
+
+@main.command()
+@recipe_argument
+@set_option
+@plugin_option
+@click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
+@handle_errors
+def run(recipe, overrides, plugins, overwrite):
+    """Train the model RECIPE describes and write its run folder (save.path)."""
+    recipe_obj = _recipe(recipe, overrides, overwrite)
+    engine = _engine(plugins, progress=True)
+    result = engine.run(recipe_obj)
+    last = result.history[-1] if result.history else {}
+    summary = "  ".join(f"{k} {v:.4f}" for k, v in last.items() if isinstance(v, float))
+    click.echo(f"done: {len(result.history)} epoch(s)  {summary}")
+
+
+@main.command()
+@recipe_argument
+@set_option
+@plugin_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@handle_errors
+def describe(recipe, overrides, plugins, as_json):
+    """Build the model without training: layers, parameter counts and the plan."""
+    info = _engine(plugins).describe(_recipe(recipe, overrides))
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"{info['backbone']} {tuple(info['input_shape'])}, strategy {info['strategy']}")
+    for column in ("layer", "part", "trainable", "params"):
+        table.add_column(column, justify="right" if column == "params" else "left")
+    for row in info["layers"]:
+        table.add_row(row["name"], row["part"], "yes" if row["trainable"] else "",
+                      f"{row['params']:,}")
+    console.print(table)
+    console.print(f"total params {info['total_params']:,}  trainable {info['trainable_params']:,}  "
+                  f"non-trainable {info['non_trainable_params']:,}")
+    for i, stage in enumerate(info["plan"], 1):
+        console.print(f"stage {i}: {stage['name']}, {stage['epochs']} epoch(s), lr "
+                      f"{stage['learning_rate']:g}, {len(stage['trainable_layers'])} trainable base "
+                      f"layer(s), {stage['trainable_params']:,} trainable params, BatchNorm "
+                      f"{stage['batchnorm']}")
+
+
+@main.command("list")
+@plugin_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@handle_errors
+def list_components(plugins, as_json):
+    """Every component (backbone, strategy, ...) and the plugin it comes from."""
+    rows = _engine(plugins).components()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    for column in ("kind", "name", "plugin", "description"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["kind"], row["name"], row["plugin"], row["description"])
+    Console().print(table)
+
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Keep the demo's run folders here (default: a temporary folder).")
+@click.option("--quick", is_flag=True, help="Fewer epochs and images; for a smoke test.")
+@handle_errors
+def demo(out, quick):
+    """Fine-tune on the embedded digits data with several strategies; print a table."""
+    from finetunekit.demo import run_demo
+
+    run_demo(Path(out) if out else None, quick=quick)

@@ -1,0 +1,259 @@
+"""The named parts a recipe is made of, and the plan a strategy returns.
+
+Plugins describe each component with one of these frozen dataclasses and hand it to the
+``register`` callback of a catalogue hook (see :mod:`finetunekit.core.hookspecs`). A
+component is plain data plus a function; the engine never needs to know which plugin
+wrote it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from finetunekit.core.params import Param
+
+Params = Mapping[str, Param]
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A pretrained convolutional base.
+
+    Args:
+        name: str. Recipe name, e.g. ``"vgg16"``.
+        build: callable. ``build(input_shape, weights, **params)`` returns a
+            ``keras.Model`` without its classification top. ``weights`` is
+            ``"imagenet"`` or ``None``; weights files are loaded by the engine.
+        preprocess: callable or None. Returns a fresh Keras layer that turns uint8 RGB
+            pixels into what the weights expect; None if the base normalises itself.
+        min_size: int. Smallest input height and width the base accepts.
+        blocks: callable or None. ``blocks(base)`` returns the base's top-level layer
+            names grouped into ordered blocks (stem first), so that "the last N blocks"
+            means something for this family. None: every layer is its own block.
+        params: mapping of extra recipe keys ``[backbone]`` accepts for this backbone.
+        description: str. One line for ``finetunekit list``.
+    """
+
+    name: str
+    build: Callable[..., Any]
+    preprocess: Callable[[], Any] | None = None
+    min_size: int = 32
+    blocks: Callable[[Any], list[list[str]]] | None = None
+    params: Params = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One phase of a fine-tuning plan.
+
+    Args:
+        name: str. Shown in progress output and history, e.g. ``"feature_extraction"``.
+        epochs: int. Epochs this stage trains for.
+        trainable: frozenset of str. Names of the base's top-level layers that train in
+            this stage; every other base layer is frozen. The head always trains.
+        learning_rate: float. Peak learning rate of the optimizer built for this stage.
+        train_bn: bool. Whether BatchNormalization layers among ``trainable`` train
+            (batch statistics, moving averages, gamma and beta). If False they stay
+            frozen and run in inference mode.
+    """
+
+    name: str
+    epochs: int
+    trainable: frozenset[str]
+    learning_rate: float
+    train_bn: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "epochs": self.epochs,
+            "learning_rate": self.learning_rate,
+            "train_bn": self.train_bn,
+            "batchnorm": "train" if self.train_bn else "inference",
+            "trainable_layers": sorted(self.trainable),
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a strategy decided: the stages to run, in order."""
+
+    stages: tuple[Stage, ...]
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            raise ValueError("A plan needs at least one stage.")
+
+    @property
+    def epochs(self) -> int:
+        return sum(stage.epochs for stage in self.stages)
+
+
+@dataclass(frozen=True)
+class PlanContext:
+    """What a strategy sees when it plans.
+
+    Args:
+        base: keras.Model. The convolutional base, weights loaded.
+        blocks: list of list of str. The base's layer names grouped into blocks.
+        epochs: int. ``train.epochs`` from the recipe.
+        learning_rate: float. ``optimizer.learning_rate`` from the recipe.
+        train_bn: bool. ``strategy.train_bn`` from the recipe.
+    """
+
+    base: Any
+    blocks: Sequence[Sequence[str]]
+    epochs: int
+    learning_rate: float
+    train_bn: bool
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [layer.name for layer in self.base.layers]
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A freezing policy: turns a base into a :class:`Plan`.
+
+    Args:
+        name: str. Recipe name, e.g. ``"partial"``.
+        plan: callable. ``plan(context, **params)`` returns a :class:`Plan`.
+            ``context`` is a :class:`PlanContext`. Raise
+            :class:`~finetunekit.core.errors.RecipeError` naming ``strategy.<key>`` for a
+            value that does not fit this base.
+        params: mapping of extra recipe keys ``[strategy]`` accepts.
+        description: str. One line for ``finetunekit list``.
+    """
+
+    name: str
+    plan: Callable[..., Plan]
+    params: Params = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class BuiltHead:
+    """What a head component builds: the layer and how to train it.
+
+    Args:
+        layer: keras.Layer. Maps base features to predictions; reused across stages.
+        loss: str or keras loss. Loss to compile with.
+        metrics: list. Metrics to compile with.
+    """
+
+    layer: Any
+    loss: Any
+    metrics: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Head:
+    """A classification head.
+
+    Args:
+        name: str. Recipe name, e.g. ``"dense"``.
+        build: callable. ``build(feature_shape, **params)`` returns a :class:`BuiltHead`.
+        params: mapping of recipe keys ``[head]`` accepts.
+        description: str. One line for ``finetunekit list``.
+    """
+
+    name: str
+    build: Callable[..., BuiltHead]
+    params: Params = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """An optimizer factory.
+
+    Args:
+        name: str. Recipe name, e.g. ``"rmsprop"``.
+        build: callable. ``build(learning_rate, weight_decay, **params)`` returns a
+            ``keras.optimizers.Optimizer``. ``learning_rate`` is a float or a Keras
+            learning-rate schedule.
+        params: mapping of extra recipe keys ``[optimizer]`` accepts.
+        description: str. One line for ``finetunekit list``.
+    """
+
+    name: str
+    build: Callable[..., Any]
+    params: Params = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Format:
+    """A persistence format.
+
+    Args:
+        name: str. Recipe name, e.g. ``"keras"``.
+        suffix: str. File or folder suffix the format writes, e.g. ``".keras"``.
+        save: callable. ``save(model, path)`` writes the model to ``path``.
+        load: callable. ``load(path, safe_mode)`` returns a ``keras.Model``.
+        description: str. One line for ``finetunekit list``.
+    """
+
+    name: str
+    suffix: str
+    save: Callable[..., None]
+    load: Callable[..., Any]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Data:
+    """Loaded training data.
+
+    Args:
+        train: ``(x, y)`` numpy arrays (x uint8, NHWC) or anything ``keras.Model.fit``
+            accepts (a ``tf.data.Dataset`` or ``keras.utils.PyDataset`` yielding batches).
+        validation: same kinds as ``train``, or None.
+        class_names: list of str, or None if unknown.
+    """
+
+    train: Any
+    validation: Any = None
+    class_names: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class DataContext:
+    """What a data source sees: the model's input and the recipe's batch and seed."""
+
+    input_shape: tuple[int, int, int]
+    batch_size: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A way to load training data.
+
+    Args:
+        name: str. Recipe name (``[data] source``), e.g. ``"folder"``.
+        load: callable. ``load(context, **params)`` returns :class:`Data`.
+            ``context`` is a :class:`DataContext`.
+        params: mapping of extra recipe keys ``[data]`` accepts.
+        description: str. One line for ``finetunekit list``.
+    """
+
+    name: str
+    load: Callable[..., Data]
+    params: Params = field(default_factory=dict)
+    description: str = ""
+
+
+COMPONENT_KINDS: dict[str, type] = {
+    "backbone": Backbone,
+    "strategy": Strategy,
+    "head": Head,
+    "optimizer": Optimizer,
+    "format": Format,
+    "data": DataSource,
+}
+"""Component kind -> the dataclass that describes it."""

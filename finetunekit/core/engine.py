@@ -1,0 +1,601 @@
+"""The engine: recipe in, model and results out.
+
+It owns no knowledge of any backbone, strategy, head, optimizer, format or data source:
+each comes from a plugin through the hooks in :mod:`finetunekit.core.hookspecs`. Reading
+:meth:`Engine.run` top to bottom gives the whole flow: validate, build, load data, train
+stage by stage (recompiling after each trainability change), save.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from finetunekit.core import freezing, weights as weights_mod
+from finetunekit.core.components import BuiltHead, Data, DataContext, Plan, PlanContext, Stage
+from finetunekit.core.errors import DataError, PersistenceError, PluginError, RecipeError
+from finetunekit.core.layers import Preprocess
+from finetunekit.core.params import validate_section
+from finetunekit.core.plugins import (
+    Catalogue,
+    call_hook,
+    get_plugin_manager,
+    register_plugin,
+    require_result,
+)
+from finetunekit.core.recipe import COMPONENT_KIND, CORE_KEYS, NAME_KEYS, Recipe
+
+RUN_FILES = ("recipe.toml", "history.json", "history.csv", "plan.json")
+"""Files a run folder holds besides the model."""
+
+
+@dataclass
+class Run:
+    """One fine-tuning run: what was built from a recipe, and what happened since.
+
+    Attributes:
+        recipe: the :class:`~finetunekit.Recipe` as run.
+        base: keras.Model. The convolutional base.
+        blocks: list of list of str. The base's layer names grouped into blocks.
+        head: :class:`~finetunekit.BuiltHead`. The head layer, loss and metrics.
+        plan: :class:`~finetunekit.Plan`. The strategy's stages.
+        model: keras.Model. uint8 images in, predictions out; recomposed per stage.
+        preprocess: keras.Layer. The backbone's normalisation inside the model.
+        path: Path or None. The run folder (``save.path``).
+        history: list of dict. One row per epoch: epoch, stage, metrics, learning rate.
+        stage_index: int. The stage the model is prepared for.
+        class_names: list of str or None. From the data, once loaded.
+    """
+
+    recipe: Recipe
+    base: Any
+    blocks: list[list[str]]
+    head: BuiltHead
+    plan: Plan
+    model: Any
+    preprocess: Any
+    path: Path | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stage_index: int = 0
+    class_names: list[str] | None = None
+
+    @property
+    def stage(self) -> Stage:
+        return self.plan.stages[self.stage_index]
+
+
+class Engine:
+    """Builds, trains and saves models from recipes, with its own plugin manager.
+
+    Args:
+        plugins: iterable. Extra plugins: modules, dotted module paths, or objects with
+            ``@finetunekit.hookimpl`` methods.
+        builtins: bool. Register the built-in plugins. Defaults to True.
+        entry_points: bool. Load plugins from the ``finetunekit`` entry-point group.
+            Defaults to True.
+        download_timeout: float. Seconds to wait for the weights host before failing
+            with a message on how to supply a weights file. Defaults to 20.
+
+    Example:
+
+    >>> engine = Engine()
+    >>> recipe = Recipe.from_dict({"backbone": {"name": "vgg16", "weights": "none",
+    ...     "input_shape": [32, 32, 3]}, "head": {"classes": 1}})
+    >>> run = engine.build(recipe)
+    >>> run.model.output_shape
+    (None, 1)
+    """
+
+    def __init__(
+        self,
+        plugins: Iterable[Any] = (),
+        *,
+        builtins: bool = True,
+        entry_points: bool = True,
+        download_timeout: float = weights_mod.DEFAULT_TIMEOUT,
+    ):
+        self.pm = get_plugin_manager(plugins, builtins=builtins, entry_points=entry_points)
+        self.download_timeout = download_timeout
+        self._catalogue: Catalogue | None = None
+
+    # -- plugins -------------------------------------------------------------
+
+    def register(self, plugin: Any) -> str:
+        """Register one more plugin; returns its name."""
+        name = register_plugin(self.pm, plugin)
+        self._catalogue = None
+        return name
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """Every component the registered plugins contribute."""
+        if self._catalogue is None:
+            self._catalogue = Catalogue(self.pm)
+        return self._catalogue
+
+    def call(self, hook: str, **kwargs: Any) -> Any:
+        """Call a hook; an unexpected exception becomes a PluginError naming the plugin."""
+        return call_hook(self.pm, hook, self.catalogue.code_owners, **kwargs)
+
+    def components(self) -> list[dict[str, Any]]:
+        """Every component as a dict: kind, name, plugin, description, params."""
+        rows = []
+        for kind, name, component, plugin in self.catalogue:
+            params = getattr(component, "params", {}) or {}
+            rows.append({
+                "kind": kind,
+                "name": name,
+                "plugin": plugin,
+                "description": component.description,
+                "params": {
+                    key: {"type": p.describe_type(), "default": None if p.required else p.default,
+                          "required": p.required, "help": p.help}
+                    for key, p in params.items()
+                },
+            })
+        return rows
+
+    # -- recipes -------------------------------------------------------------
+
+    def select(self, recipe: Recipe, section: str) -> tuple[Any, dict[str, Any]]:
+        """The component a recipe section names, and its validated own keys."""
+        kind = COMPONENT_KIND[section]
+        name_key = NAME_KEYS[section]
+        name = recipe[section][name_key]
+        component = self.catalogue.get(kind, name, key=f"{section}.{name_key}")
+        schema = dict(getattr(component, "params", {}) or {})
+        clash = set(schema) & set(CORE_KEYS[section])
+        if clash:
+            raise PluginError(
+                f"{kind.capitalize()} '{name}' from plugin '{self.catalogue.plugin_of(kind, name)}' "
+                f"declares keys the engine owns: {sorted(clash)}. Rename them.",
+                plugin=self.catalogue.plugin_of(kind, name),
+            )
+        extras = recipe.extras(section)
+        unknown = set(extras) - set(schema)
+        if unknown:
+            # report with every key the section accepts, engine's and component's
+            schema_all = {**{k: None for k in CORE_KEYS[section]}, **schema}
+            validate_section(section, schema_all, {k: None for k in unknown},
+                             owner=f"{kind} '{name}'")
+        return component, validate_section(section, schema, extras, owner=f"{kind} '{name}'")
+
+    def validate(self, recipe: Recipe, *, data: bool = True) -> None:
+        """Check every component name and key a recipe uses, without building anything.
+
+        Args:
+            recipe: the :class:`~finetunekit.Recipe`.
+            data: bool. Check ``[data]`` too; False when data comes from Python.
+        """
+        for section in NAME_KEYS:
+            if data or section != "data":
+                self.select(recipe, section)
+
+    # -- building ------------------------------------------------------------
+
+    def _weights(self, recipe: Recipe) -> str | Path | None:
+        value = recipe["backbone"]["weights"]
+        if value.lower() == "none":
+            return None
+        if value.lower() == "imagenet":
+            return "imagenet"
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise RecipeError(
+                f"'backbone.weights' must be \"imagenet\", \"none\" or the path of a weights "
+                f"file. Received: backbone.weights={value!r}, and no such file exists."
+            )
+        return path
+
+    def build(self, recipe: Recipe) -> Run:
+        """Build the model a recipe describes, prepared (not compiled) for its first stage.
+
+        ``[data]`` is not checked here: building needs no data.
+        """
+        self.validate(recipe, data=False)
+        keras.utils.set_random_seed(recipe["train"]["seed"])
+        backbone, backbone_params = self.select(recipe, "backbone")
+        input_shape = tuple(recipe["backbone"]["input_shape"])
+        if min(input_shape[:2]) < backbone.min_size:
+            raise RecipeError(
+                f"Backbone '{backbone.name}' needs inputs of at least {backbone.min_size}x"
+                f"{backbone.min_size}. Received: backbone.input_shape={list(input_shape)}. "
+                "Raise the height and width (images are resized on load)."
+            )
+        weights = self._weights(recipe)
+        if weights == "imagenet":
+            base = weights_mod.build_with_imagenet(
+                backbone.name,
+                lambda: self.call("finetunekit_load_backbone", backbone=backbone,
+                                  input_shape=input_shape, weights="imagenet",
+                                  params=backbone_params),
+                timeout=self.download_timeout,
+            )
+        else:
+            base = self.call("finetunekit_load_backbone", backbone=backbone,
+                             input_shape=input_shape, weights=weights, params=backbone_params)
+        require_result("finetunekit_load_backbone", base,
+                       lambda b: isinstance(b, keras.Model), "a keras.Model")
+        names = [layer.name for layer in base.layers]
+        blocks = [list(b) for b in backbone.blocks(base)] if backbone.blocks else freezing.group_blocks(names, None)
+
+        head, head_params = self.select(recipe, "head")
+        built_head = self.call("finetunekit_build_head", head=head,
+                               feature_shape=tuple(base.output_shape[1:]), params=head_params)
+        require_result("finetunekit_build_head", built_head,
+                       lambda h: isinstance(h, BuiltHead), "a finetunekit.BuiltHead")
+
+        strategy, strategy_params = self.select(recipe, "strategy")
+        context = PlanContext(
+            base=base, blocks=blocks, epochs=recipe["train"]["epochs"],
+            learning_rate=recipe["optimizer"]["learning_rate"],
+            train_bn=recipe["strategy"]["train_bn"],
+        )
+        plan = self.call("finetunekit_plan_strategy", strategy=strategy, context=context,
+                         params=strategy_params)
+        require_result("finetunekit_plan_strategy", plan, lambda p: isinstance(p, Plan),
+                       "a finetunekit.Plan")
+        for stage in plan.stages:
+            unknown = sorted(set(stage.trainable) - set(names))
+            if unknown:
+                plugin = self.catalogue.plugin_of("strategy", strategy.name)
+                raise PluginError(
+                    f"Strategy '{strategy.name}' (plugin '{plugin}') planned stage "
+                    f"'{stage.name}' with layers the base does not have: {unknown[:5]}.",
+                    plugin=plugin, hook="finetunekit_plan_strategy",
+                )
+
+        preprocess = backbone.preprocess() if backbone.preprocess else Preprocess("none")
+        run = Run(recipe=recipe, base=base, blocks=blocks, head=built_head, plan=plan, model=None,
+                  preprocess=preprocess)
+        self.prepare_stage(run, 0)
+        return run
+
+    def prepare_stage(self, run: Run, index: int) -> None:
+        """Set trainable flags for stage `index` and compose the model for it.
+
+        The base is called with ``training=False`` when the stage freezes all of it, so
+        that its dropout and BatchNorm layers behave as at inference.
+        """
+        stage = run.plan.stages[index]
+        freezing.apply_trainable(run.base, stage.trainable, train_bn=stage.train_bn)
+        frozen = not stage.trainable
+        input_shape = tuple(run.recipe["backbone"]["input_shape"])
+        inputs = keras.Input(shape=input_shape, dtype="uint8", name="image")
+        features = run.base(run.preprocess(inputs), training=False if frozen else None)
+        outputs = run.head.layer(features)
+        run.model = keras.Model(inputs, outputs, name="finetunekit_model")
+        run.stage_index = index
+
+    # -- describing ----------------------------------------------------------
+
+    def describe(self, recipe: Recipe) -> dict[str, Any]:
+        """Build without training; report layers, parameter counts and the plan."""
+        run = self.build(recipe)
+        layers = []
+        for layer in run.model.layers:
+            if layer is run.base or layer is run.head.layer:
+                part = "base" if layer is run.base else "head"
+                inner = getattr(layer, "layers", [layer])
+                layers += [_layer_row(sub, part) for sub in inner]
+            elif layer is run.preprocess:
+                layers.append(_layer_row(layer, "preprocess"))
+        stages = []
+        for index, stage in enumerate(run.plan.stages):
+            self.prepare_stage(run, index)
+            stages.append({**stage.to_dict(),
+                           "trainable_params": freezing.trainable_param_count(run.model)})
+        self.prepare_stage(run, 0)
+        total = int(run.model.count_params())
+        trainable = freezing.trainable_param_count(run.model)
+        return {
+            "backbone": recipe["backbone"]["name"],
+            "input_shape": recipe["backbone"]["input_shape"],
+            "strategy": recipe["strategy"]["name"],
+            "layers": layers,
+            "total_params": total,
+            "trainable_params": trainable,
+            "non_trainable_params": total - trainable,
+            "blocks": [list(block) for block in run.blocks],
+            "plan": stages,
+        }
+
+    # -- data ----------------------------------------------------------------
+
+    def load_data(self, recipe: Recipe) -> Data:
+        """Load the data a recipe's ``[data]`` section describes."""
+        source, params = self.select(recipe, "data")
+        context = DataContext(
+            input_shape=tuple(recipe["backbone"]["input_shape"]),
+            batch_size=recipe["data"]["batch_size"],
+            seed=recipe["train"]["seed"],
+        )
+        data = self.call("finetunekit_load_data", source=source, context=context, params=params)
+        return require_result("finetunekit_load_data", data, lambda d: isinstance(d, Data),
+                              "a finetunekit.Data")
+
+    # -- training ------------------------------------------------------------
+
+    def fit(self, run: Run, data: Data) -> Run:
+        """Train `run` on `data`, stage by stage, recompiling at each stage."""
+        recipe = run.recipe
+        _check_data(data, run)
+        run.class_names = data.class_names
+        batch_size = recipe["data"]["batch_size"]
+        steps = _steps_per_epoch(data.train, batch_size)
+        optimizer, optimizer_params = self.select(recipe, "optimizer")
+        keras.utils.set_random_seed(recipe["train"]["seed"])
+        self.call("finetunekit_run_start", run=run)
+        epoch = 0
+        for index, stage in enumerate(run.plan.stages):
+            self.prepare_stage(run, index)
+            learning_rate: Any = stage.learning_rate
+            if recipe["optimizer"]["schedule"] == "cosine":
+                if steps is None:
+                    raise DataError(
+                        "optimizer.schedule = \"cosine\" needs the number of steps per epoch, "
+                        "but the training data does not say how many batches it has. Use "
+                        "arrays, a finite dataset, or schedule = \"constant\"."
+                    )
+                learning_rate = keras.optimizers.schedules.CosineDecay(
+                    stage.learning_rate, decay_steps=max(1, steps * stage.epochs))
+            opt = self.call("finetunekit_build_optimizer", optimizer=optimizer,
+                            learning_rate=learning_rate,
+                            weight_decay=recipe["optimizer"]["weight_decay"],
+                            params=optimizer_params, stage=stage)
+            require_result("finetunekit_build_optimizer", opt,
+                           lambda o: isinstance(o, keras.optimizers.Optimizer),
+                           "a keras.optimizers.Optimizer")
+            run.model.compile(optimizer=opt, loss=run.head.loss, metrics=run.head.metrics)
+            self.call("finetunekit_stage_start", run=run, stage=stage, index=index)
+            first = len(run.history)
+            if stage.epochs:
+                _fit_keras(run.model, data, batch_size, epoch, epoch + stage.epochs,
+                           [_Lifecycle(self, run, stage)])
+            epoch += stage.epochs
+            self.call("finetunekit_stage_end", run=run, stage=stage, index=index,
+                      history=run.history[first:])
+        return run
+
+    def run(self, recipe: Recipe, *, data: Data | None = None, save: bool = True) -> Run:
+        """Build, load data (unless given), train and save (if ``save.path`` is set).
+
+        Args:
+            recipe: the :class:`~finetunekit.Recipe`.
+            data: :class:`~finetunekit.Data` or None. Use this instead of ``[data]``.
+            save: bool. Write the run folder when ``save.path`` is set. Defaults to True.
+        """
+        self.validate(recipe, data=data is None)
+        path = recipe["save"]["path"]
+        if save and path:
+            check_run_folder(Path(path), overwrite=recipe["save"]["overwrite"])
+        run = self.build(recipe)
+        run.path = Path(path) if path else None
+        self.fit(run, data if data is not None else self.load_data(recipe))
+        if save and path:
+            self.save_run(run)
+        self.call("finetunekit_run_end", run=run)
+        return run
+
+    # -- persistence ---------------------------------------------------------
+
+    def save_model(self, model: Any, path: str | Path, format: str = "keras") -> Path:
+        """Write `model` to `path` in `format`, atomically (temporary name, then rename)."""
+        fmt = self.catalogue.get("format", format, key="save.format")
+        path = Path(path)
+        if path.suffix != fmt.suffix and not path.name.endswith(fmt.suffix):
+            raise PersistenceError(
+                f"Format '{fmt.name}' writes '{fmt.suffix}' files. Received path '{path}'. "
+                f"Use a path ending in '{fmt.suffix}'."
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=fmt.suffix, dir=path.parent)
+        os.close(fd)
+        os.unlink(tmp)
+        try:
+            self.call("finetunekit_save_model", format=fmt, model=model, path=Path(tmp))
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    def load_model(self, path: str | Path, *, format: str | None = None, safe_mode: bool = True) -> Any:
+        """Load a model saved by :meth:`save_model` or a run folder.
+
+        Args:
+            path: a model file, or a run folder holding ``model.<suffix>``.
+            format: str or None. Format name; None picks it from the file suffix.
+            safe_mode: bool. Refuse models that carry Python code (lambdas).
+        """
+        path = Path(path)
+        formats = [self.catalogue.get("format", n) for n in self.catalogue.names("format")]
+        if path.is_dir():
+            inside = [path / f"model{f.suffix}" for f in formats if (path / f"model{f.suffix}").exists()]
+            if not inside:
+                raise PersistenceError(
+                    f"'{path}' is a folder without a saved model (model.keras, ...). Give a "
+                    "model file or a run folder written by 'finetunekit run'."
+                )
+            path = inside[0]
+        if not path.exists():
+            raise PersistenceError(f"No such model file: '{path}'.")
+        if format is None:
+            matches = [f for f in formats if path.name.endswith(f.suffix)]
+            if not matches:
+                raise PersistenceError(
+                    f"Cannot tell the format of '{path}' from its name. Known suffixes: "
+                    f"{', '.join(sorted(f.suffix for f in formats))}. Pass format=..."
+                )
+            fmt = max(matches, key=lambda f: len(f.suffix))
+        else:
+            fmt = self.catalogue.get("format", format, key="format")
+        model = self.call("finetunekit_load_model", format=fmt, path=path, safe_mode=safe_mode)
+        return require_result("finetunekit_load_model", model,
+                              lambda m: isinstance(m, keras.Model), "a keras.Model")
+
+    def save_run(self, run: Run) -> Path:
+        """Write the run folder: the model, the recipe as run, history and plan."""
+        if run.path is None:
+            raise PersistenceError("This run has no save.path; set one to save it.")
+        fmt, _ = self.select(run.recipe, "save")
+        run.path.mkdir(parents=True, exist_ok=True)
+        self.save_model(run.model, run.path / f"model{fmt.suffix}", fmt.name)
+        atomic_write(run.path / "recipe.toml", run.recipe.to_toml())
+        atomic_write(run.path / "history.json", json.dumps(run.history, indent=2))
+        atomic_write(run.path / "history.csv", _history_csv(run.history))
+        atomic_write(run.path / "plan.json", json.dumps(
+            {"stages": [s.to_dict() for s in run.plan.stages], "class_names": run.class_names},
+            indent=2))
+        return run.path
+
+
+# -------------------------------------------------------------------------
+# helpers
+# -------------------------------------------------------------------------
+
+
+class _Lifecycle(keras.callbacks.Callback):
+    """Forwards Keras's callbacks to the lifecycle hooks and records history."""
+
+    def __init__(self, engine: Engine, run: Run, stage: Stage):
+        super().__init__()
+        self.engine, self.run, self.stage = engine, run, stage
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.engine.call("finetunekit_batch_end", run=self.run, stage=self.stage, batch=batch,
+                         logs=dict(logs or {}))
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        row = {"epoch": epoch + 1, "stage": self.stage.name, **logs}
+        self.run.history.append(row)
+        self.engine.call("finetunekit_epoch_end", run=self.run, stage=self.stage,
+                         epoch=epoch + 1, logs=logs)
+
+
+def _fit_keras(model: Any, data: Data, batch_size: int, initial: int, final: int,
+               callbacks: list) -> None:
+    kwargs: dict[str, Any] = {"initial_epoch": initial, "epochs": final,
+                              "callbacks": callbacks, "verbose": 0}
+    if data.validation is not None:
+        kwargs["validation_data"] = data.validation
+    if isinstance(data.train, tuple):
+        x, y = data.train
+        model.fit(x, y, batch_size=batch_size, shuffle=True, **kwargs)
+    else:
+        model.fit(data.train, **kwargs)
+
+
+def _steps_per_epoch(train: Any, batch_size: int) -> int | None:
+    if isinstance(train, tuple):
+        return math.ceil(len(train[0]) / batch_size)
+    try:
+        n = len(train)
+    except TypeError:
+        return None
+    return int(n) if n >= 0 else None
+
+
+def _check_arrays(name: str, pair: Any, run: Run) -> None:
+    if not (isinstance(pair, tuple) and len(pair) == 2):
+        raise DataError(f"Data.{name} must be an (images, labels) tuple. Received: {type(pair).__name__}.")
+    x, y = pair
+    if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
+        raise DataError(
+            f"Data.{name} images and labels must be numpy arrays. Received: "
+            f"{type(x).__name__}, {type(y).__name__}."
+        )
+    expected = tuple(run.recipe["backbone"]["input_shape"])
+    if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+        raise DataError(
+            f"Data.{name} images must have shape (n, {', '.join(map(str, expected))}) to match "
+            f"backbone.input_shape. Received: {x.shape}."
+        )
+    if x.dtype != np.uint8:
+        raise DataError(
+            f"Data.{name} images must be uint8 pixels in [0, 255] (the model normalises them). "
+            f"Received dtype {x.dtype}. Convert with images.astype('uint8') if they are 0-255."
+        )
+    if len(y) != len(x):
+        raise DataError(f"Data.{name} has {len(x)} images but {len(y)} labels.")
+    classes = int(run.model.output_shape[-1])
+    top = 1 if classes == 1 else classes - 1
+    if y.size and (y.min() < 0 or y.max() > top):
+        raise DataError(
+            f"Data.{name} labels must lie in 0..{top} for a head with {classes} output(s). "
+            f"Received labels from {y.min()} to {y.max()}. Set head.classes to the number of "
+            "classes (1 for a binary sigmoid head)."
+        )
+
+
+def _check_data(data: Data, run: Run) -> None:
+    if isinstance(data.train, tuple):
+        _check_arrays("train", data.train, run)
+    if isinstance(data.validation, tuple):
+        _check_arrays("validation", data.validation, run)
+    classes = int(run.model.output_shape[-1])
+    if data.class_names is not None:
+        wanted = 2 if classes == 1 else classes
+        if len(data.class_names) != wanted:
+            raise DataError(
+                f"The data has {len(data.class_names)} classes ({', '.join(data.class_names)}) "
+                f"but head.classes = {classes} expects {wanted}. Set head.classes = "
+                f"{1 if len(data.class_names) == 2 else len(data.class_names)}."
+            )
+
+
+def _layer_row(layer: Any, part: str) -> dict[str, Any]:
+    return {
+        "name": layer.name,
+        "part": part,
+        "trainable": bool(layer.trainable and layer.trainable_weights) if layer.weights else False,
+        "params": int(layer.count_params()) if layer.weights else 0,
+    }
+
+
+def _history_csv(history: list[dict[str, Any]]) -> str:
+    keys: list[str] = []
+    for row in history:
+        keys += [k for k in row if k not in keys]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(history)
+    return buffer.getvalue()
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write text beside `path`, then rename over it: never a half-written file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def check_run_folder(path: Path, *, overwrite: bool) -> None:
+    """Refuse to write into a folder that holds something, unless `overwrite`."""
+    if path.exists() and not path.is_dir():
+        raise PersistenceError(f"save.path '{path}' is a file; give a folder for the run.")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        held = ", ".join(sorted(p.name for p in path.iterdir())[:5])
+        raise PersistenceError(
+            f"Run folder '{path}' is not empty (it holds {held}); finetunekit will not "
+            "overwrite another run. Choose another save.path, or pass --overwrite "
+            "(save.overwrite = true) to replace it."
+        )

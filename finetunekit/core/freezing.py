@@ -1,0 +1,127 @@
+"""Freezing helpers: small functions a strategy is composed of.
+
+Each takes "a layer or an iterable of layers" (or a base model and layer names) and
+changes only ``trainable`` flags. Keras 3 reads those flags when ``compile()`` runs, so
+the engine recompiles after every change; a strategy never compiles.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import keras
+
+from finetunekit.core.errors import RecipeError, did_you_mean
+
+
+def _as_layers(layers: Any) -> list[Any]:
+    if isinstance(layers, keras.layers.Layer):
+        return [layers]
+    return list(layers)
+
+
+def is_batch_norm(layer: Any) -> bool:
+    """Whether `layer` is a batch-normalisation layer (it keeps moving statistics)."""
+    return isinstance(layer, keras.layers.BatchNormalization)
+
+
+def freeze(layers: Any) -> None:
+    """Make a layer or every layer of an iterable non-trainable."""
+    for layer in _as_layers(layers):
+        layer.trainable = False
+
+
+def make_trainable(layers: Any, *, train_bn: bool = False) -> None:
+    """Make a layer or layers trainable; BatchNorm layers only if `train_bn`.
+
+    A frozen BatchNormalization layer runs in inference mode (it normalises with its
+    moving statistics and does not update them), which is what fine-tuning usually wants.
+    """
+    for layer in _as_layers(layers):
+        layer.trainable = train_bn or not is_batch_norm(layer)
+
+
+def apply_trainable(base: Any, names: Iterable[str], *, train_bn: bool = False) -> None:
+    """Train exactly the base's top-level layers in `names`; freeze the rest.
+
+    Raises:
+        ValueError: a name is not a top-level layer of `base`.
+    """
+    names = set(names)
+    known = {layer.name for layer in base.layers}
+    missing = sorted(names - known)
+    if missing:
+        raise ValueError(f"No layer named {missing} in base '{base.name}'.")
+    base.trainable = True  # a frozen container would hide every inner flag
+    for layer in base.layers:
+        if layer.name in names:
+            make_trainable(layer, train_bn=train_bn)
+        else:
+            freeze(layer)
+
+
+def trainable_param_count(model: Any) -> int:
+    """Number of scalars in `model`'s trainable weights."""
+    return int(sum(int(keras.ops.size(w)) for w in model.trainable_weights))
+
+
+def layers_from(base: Any, start: int | str, *, key: str = "strategy.unfreeze_from") -> list[str]:
+    """Names of the base's layers from `start` (an index as in ``base.layers[15:]``, or a
+    layer name) to the end.
+
+    Raises:
+        RecipeError: the index is out of range or the name unknown; names `key`.
+    """
+    names = [layer.name for layer in base.layers]
+    if isinstance(start, str):
+        if start not in names:
+            raise RecipeError(
+                f"'{key}' names no layer of base '{base.name}'. Received: {key}={start!r}."
+                f"{did_you_mean(start, names)} 'finetunekit describe' lists the layers."
+            )
+        return names[names.index(start):]
+    if not -len(names) < start < len(names):
+        raise RecipeError(
+            f"'{key}' must be a layer index below {len(names)} (base '{base.name}' has "
+            f"{len(names)} layers, 0-{len(names) - 1}). Received: {key}={start}."
+        )
+    return names[start:]
+
+
+def last_blocks(blocks: Sequence[Sequence[str]], n: int, *, key: str = "strategy.unfreeze_blocks") -> list[str]:
+    """Layer names of the last `n` blocks.
+
+    Raises:
+        RecipeError: `n` is not between 1 and the number of blocks; names `key`.
+    """
+    if not 1 <= n <= len(blocks):
+        raise RecipeError(
+            f"'{key}' must be between 1 and {len(blocks)} (this base has {len(blocks)} "
+            f"blocks). Received: {key}={n}."
+        )
+    return [name for block in blocks[len(blocks) - n:] for name in block]
+
+
+def group_blocks(names: Sequence[str], pattern: str | None) -> list[list[str]]:
+    """Group layer names into ordered blocks by a regular expression.
+
+    The key of a name is ``re.match(pattern, name).group(1)``; a name that does not
+    match joins the current block (names before the first match form a stem block). A new
+    block starts whenever the key changes. With no pattern, every layer is a block.
+    """
+    if pattern is None:
+        return [[name] for name in names]
+    regex = re.compile(pattern)
+    blocks: list[list[str]] = []
+    current_key: object = object()
+    for name in names:
+        match = regex.match(name)
+        key = match.group(1) if match else None
+        if not blocks or (key is not None and key != current_key):
+            blocks.append([])
+            if key is not None:
+                current_key = key
+        blocks[-1].append(name)
+    return blocks

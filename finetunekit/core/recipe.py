@@ -1,0 +1,226 @@
+"""Recipes: a fine-tuning run described as TOML sections.
+
+A :class:`Recipe` holds the engine's own keys (checked here) and each selected
+component's keys (checked by the engine against the component's declared
+:class:`~finetunekit.Param` objects, since only the plugin knows them).
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from finetunekit.core.errors import RecipeError, did_you_mean
+from finetunekit.core.params import Param, validate_value
+
+
+def _positive_dims(shape: list[int]) -> str | None:
+    if shape[2] != 3:
+        return "Images must have 3 channels (RGB); grayscale data is converted on load."
+    return None
+
+
+CORE_KEYS: dict[str, dict[str, Param]] = {
+    "backbone": {
+        "name": Param(str, help="backbone name, e.g. vgg16 (finetunekit list)"),
+        "weights": Param(str, "imagenet", help='"imagenet", "none", or a path to a weights file'),
+        "input_shape": Param(list, [224, 224, 3], items=int, length=3, min=1, check=_positive_dims,
+                             help="[height, width, 3]"),
+    },
+    "strategy": {
+        "name": Param(str, "feature_extraction", help="freezing policy (finetunekit list)"),
+        "train_bn": Param(bool, False, help="train BatchNorm layers that the strategy unfreezes"),
+    },
+    "head": {
+        "name": Param(str, "dense", help="head builder (finetunekit list)"),
+    },
+    "optimizer": {
+        "name": Param(str, "adam", help="rmsprop, adam, adamw, sgd, ..."),
+        "learning_rate": Param(float, 1e-4, min=0.0, help="peak learning rate"),
+        "weight_decay": Param(float, None, min=0.0, nullable=True, help="decoupled weight decay"),
+        "schedule": Param(str, "constant", choices=("constant", "cosine"),
+                          help="learning-rate schedule within each stage"),
+    },
+    "data": {
+        "source": Param(str, "folder", help="data source (finetunekit list)"),
+        "batch_size": Param(int, 32, min=1),
+    },
+    "train": {
+        "epochs": Param(int, 10, min=0, help="epochs (a strategy may split them into stages)"),
+        "seed": Param(int, 0, min=0, help="seeds Python, NumPy and the backend"),
+    },
+    "save": {
+        "path": Param(str, None, nullable=True, help="run folder; omit to keep the model in memory"),
+        "format": Param(str, "keras", help="persistence format (finetunekit list)"),
+        "overwrite": Param(bool, False, help="replace an existing run folder"),
+    },
+}
+"""The engine's own keys per section. Components add their own keys to their section."""
+
+NAME_KEYS = {"backbone": "name", "strategy": "name", "head": "name", "optimizer": "name",
+             "data": "source", "save": "format"}
+"""For each section, the key that selects a component."""
+
+COMPONENT_KIND = {"backbone": "backbone", "strategy": "strategy", "head": "head",
+                  "optimizer": "optimizer", "data": "data", "save": "format"}
+
+
+class Recipe:
+    """A validated, immutable set of recipe sections.
+
+    Build one with :meth:`from_toml`, :meth:`from_dict` or :meth:`from_string`;
+    :meth:`with_overrides` returns a changed copy.
+
+    Example:
+
+    >>> r = Recipe.from_dict({"backbone": {"name": "vgg16", "weights": "none"},
+    ...                       "head": {"classes": 1}})
+    >>> r["strategy"]["name"]
+    'feature_extraction'
+    """
+
+    def __init__(self, sections: Mapping[str, Mapping[str, Any]], *, source: str | None = None):
+        self._sections = self._validate(sections)
+        self.source = source
+
+    # -- construction ------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str | None = None) -> Recipe:
+        """Build a recipe from nested dicts (``{"backbone": {"name": "vgg16"}, ...}``)."""
+        if not isinstance(data, Mapping):
+            raise RecipeError(f"A recipe must be a mapping of sections. Received: {type(data).__name__}.")
+        return cls(data, source=source)
+
+    @classmethod
+    def from_string(cls, text: str, *, source: str | None = None) -> Recipe:
+        """Parse TOML text."""
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            where = f"{source}: " if source else ""
+            raise RecipeError(f"{where}not valid TOML: {exc}.") from exc
+        return cls.from_dict(data, source=source)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Recipe:
+        """Read a TOML recipe file."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise RecipeError(f"Recipe file not found: '{path}'. Check the path.") from None
+        except (IsADirectoryError, UnicodeDecodeError, PermissionError) as exc:
+            raise RecipeError(f"Cannot read recipe '{path}': {exc}. Expected a UTF-8 TOML file.") from exc
+        return cls.from_string(text, source=str(path))
+
+    # -- validation ----------------------------------------------------------
+
+    @staticmethod
+    def _validate(sections: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        result: dict[str, dict[str, Any]] = {}
+        for name, body in sections.items():
+            if name not in CORE_KEYS:
+                raise RecipeError(
+                    f"Unknown recipe section [{name}]. Known: {', '.join(CORE_KEYS)}."
+                    f"{did_you_mean(name, CORE_KEYS)}"
+                )
+            if not isinstance(body, Mapping):
+                raise RecipeError(
+                    f"[{name}] must be a table of keys. Received: {name}={body!r}."
+                )
+        if "backbone" not in sections or "name" not in sections["backbone"]:
+            raise RecipeError(
+                "'backbone.name' is required: add [backbone] name = \"vgg16\" (finetunekit list "
+                "shows every backbone)."
+            )
+        for name, schema in CORE_KEYS.items():
+            body = dict(copy.deepcopy(sections.get(name, {})))
+            for key, param in schema.items():
+                full = f"{name}.{key}"
+                if key in body:
+                    body[key] = validate_value(full, body[key], param)
+                elif param.required:
+                    raise RecipeError(f"'{full}' is required ({param.describe_type()}).")
+                else:
+                    body[key] = copy.deepcopy(param.default)
+            result[name] = body
+        return result
+
+    # -- access --------------------------------------------------------------
+
+    def __getitem__(self, section: str) -> dict[str, Any]:
+        """A copy of one section, defaults filled in."""
+        if section not in self._sections:
+            raise KeyError(section)
+        return copy.deepcopy(self._sections[section])
+
+    def core(self, section: str) -> dict[str, Any]:
+        """The engine's own keys of a section."""
+        return {k: v for k, v in self[section].items() if k in CORE_KEYS[section]}
+
+    def extras(self, section: str) -> dict[str, Any]:
+        """The keys of a section that belong to the selected component."""
+        return {k: v for k, v in self[section].items() if k not in CORE_KEYS[section]}
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Every section as plain dicts (a deep copy); ``None`` values left out."""
+        return {
+            name: {k: v for k, v in body.items() if v is not None}
+            for name, body in copy.deepcopy(self._sections).items()
+        }
+
+    def to_toml(self) -> str:
+        """The recipe as TOML text that :meth:`from_string` reads back to an equal recipe."""
+        return tomli_w.dumps(self.to_dict())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Recipe) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        b = self._sections["backbone"]
+        return f"Recipe(backbone={b['name']!r}, strategy={self._sections['strategy']['name']!r})"
+
+    # -- changes ---------------------------------------------------------------
+
+    def with_overrides(self, assignments: Iterable[str] | Mapping[str, Any]) -> Recipe:
+        """Return a copy with ``section.key=value`` assignments applied.
+
+        Values are parsed as TOML (``2e-5``, ``[256]``, ``true``); anything that is not
+        valid TOML is taken as a string, so ``strategy.name=full`` needs no quotes.
+        """
+        data = copy.deepcopy(self._sections)
+        items = assignments.items() if isinstance(assignments, Mapping) else map(_split_assignment, assignments)
+        for dotted, value in items:
+            section, _, key = dotted.partition(".")
+            if not key or "." in key:
+                raise RecipeError(
+                    f"An override must look like section.key=value. Received: '{dotted}'."
+                )
+            if section not in CORE_KEYS:
+                raise RecipeError(
+                    f"Unknown recipe section [{section}] in override '{dotted}'. Known: "
+                    f"{', '.join(CORE_KEYS)}.{did_you_mean(section, CORE_KEYS)}"
+                )
+            data.setdefault(section, {})[key] = value
+        return Recipe(data, source=self.source)
+
+
+def _split_assignment(text: str) -> tuple[str, Any]:
+    dotted, sep, raw = text.partition("=")
+    if not sep:
+        raise RecipeError(f"An override must look like section.key=value. Received: '{text}'.")
+    return dotted.strip(), parse_value(raw.strip())
+
+
+def parse_value(raw: str) -> Any:
+    """Parse a command-line value as TOML, falling back to the plain string."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw

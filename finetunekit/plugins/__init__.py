@@ -1,0 +1,1 @@
+"""Built-in plugins. Each module is an ordinary plugin, registered like a third-party one."""

@@ -1,0 +1,49 @@
+"""Built-in backbones: every keras.applications model, without its top.
+
+The table of families (preprocessing, minimum input size, block structure) is plain data
+in :mod:`finetunekit.plugins.backbones.families`; this module turns each row into a
+:class:`~finetunekit.Backbone`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import keras
+
+from finetunekit.core.components import Backbone
+from finetunekit.core.freezing import group_blocks
+from finetunekit.core.layers import Preprocess
+from finetunekit.core.plugins import hookimpl
+from finetunekit.plugins.backbones.families import FAMILIES
+
+
+def build_application(constructor: str, input_shape, weights, **params):
+    """Build ``keras.applications.<constructor>`` without its top."""
+    factory = getattr(keras.applications, constructor)
+    return factory(include_top=False, weights=weights, input_shape=tuple(input_shape), **params)
+
+
+def blocks_by_pattern(pattern: str, base) -> list[list[str]]:
+    """Group the base's top-level layers into blocks with the family's pattern."""
+    return group_blocks([layer.name for layer in base.layers], pattern)
+
+
+def backbone_from_row(row: dict) -> Backbone:
+    """Make a :class:`Backbone` from one row of ``FAMILIES``."""
+    mode = row["preprocess"]
+    return Backbone(
+        name=row["name"],
+        build=functools.partial(build_application, row["constructor"]),
+        preprocess=functools.partial(Preprocess, mode, name="preprocess"),
+        min_size=row["min_size"],
+        blocks=functools.partial(blocks_by_pattern, row["block_pattern"]),
+        description=(f"keras.applications.{row['constructor']} ({row['family']}; "
+                     f"ImageNet size {row['default_size']}, preprocessing '{mode}')"),
+    )
+
+
+@hookimpl
+def finetunekit_register_backbones(register):
+    for row in FAMILIES:
+        register(backbone_from_row(row))
