@@ -327,37 +327,50 @@ class Engine:
 
     # -- training ------------------------------------------------------------
 
+    def compile_stage(self, run: Run, index: int, steps_per_epoch: int | None = None) -> None:
+        """Prepare stage `index` (trainable flags, model) and compile it with a fresh optimizer.
+
+        Keras 3 reads trainable flags at compile time, so every stage recompiles.
+
+        Args:
+            run: the :class:`Run`.
+            index: int. The stage, from 0.
+            steps_per_epoch: int or None. Needed by the cosine schedule.
+        """
+        recipe = run.recipe
+        stage = run.plan.stages[index]
+        self.prepare_stage(run, index)
+        optimizer, optimizer_params = self.select(recipe, "optimizer")
+        learning_rate: Any = stage.learning_rate
+        if recipe["optimizer"]["schedule"] == "cosine":
+            if steps_per_epoch is None:
+                raise DataError(
+                    "optimizer.schedule = \"cosine\" needs the number of steps per epoch, "
+                    "but the training data does not say how many batches it has. Use "
+                    "arrays, a finite dataset, or schedule = \"constant\"."
+                )
+            learning_rate = keras.optimizers.schedules.CosineDecay(
+                stage.learning_rate, decay_steps=max(1, steps_per_epoch * stage.epochs))
+        opt = self.call("finetunekit_build_optimizer", optimizer=optimizer,
+                        learning_rate=learning_rate,
+                        weight_decay=recipe["optimizer"]["weight_decay"],
+                        params=optimizer_params, stage=stage)
+        require_result("finetunekit_build_optimizer", opt,
+                       lambda o: isinstance(o, keras.optimizers.Optimizer),
+                       "a keras.optimizers.Optimizer")
+        run.model.compile(optimizer=opt, loss=run.head.loss, metrics=run.head.metrics)
+
     def fit(self, run: Run, data: Data) -> Run:
         """Train `run` on `data`, stage by stage, recompiling at each stage."""
-        recipe = run.recipe
         _check_data(data, run)
         run.class_names = data.class_names
-        batch_size = recipe["data"]["batch_size"]
+        batch_size = run.recipe["data"]["batch_size"]
         steps = _steps_per_epoch(data.train, batch_size)
-        optimizer, optimizer_params = self.select(recipe, "optimizer")
-        keras.utils.set_random_seed(recipe["train"]["seed"])
+        keras.utils.set_random_seed(run.recipe["train"]["seed"])
         self.call("finetunekit_run_start", run=run)
         epoch = 0
         for index, stage in enumerate(run.plan.stages):
-            self.prepare_stage(run, index)
-            learning_rate: Any = stage.learning_rate
-            if recipe["optimizer"]["schedule"] == "cosine":
-                if steps is None:
-                    raise DataError(
-                        "optimizer.schedule = \"cosine\" needs the number of steps per epoch, "
-                        "but the training data does not say how many batches it has. Use "
-                        "arrays, a finite dataset, or schedule = \"constant\"."
-                    )
-                learning_rate = keras.optimizers.schedules.CosineDecay(
-                    stage.learning_rate, decay_steps=max(1, steps * stage.epochs))
-            opt = self.call("finetunekit_build_optimizer", optimizer=optimizer,
-                            learning_rate=learning_rate,
-                            weight_decay=recipe["optimizer"]["weight_decay"],
-                            params=optimizer_params, stage=stage)
-            require_result("finetunekit_build_optimizer", opt,
-                           lambda o: isinstance(o, keras.optimizers.Optimizer),
-                           "a keras.optimizers.Optimizer")
-            run.model.compile(optimizer=opt, loss=run.head.loss, metrics=run.head.metrics)
+            self.compile_stage(run, index, steps)
             self.call("finetunekit_stage_start", run=run, stage=stage, index=index)
             first = len(run.history)
             if stage.epochs:
@@ -541,10 +554,6 @@ def _check_arrays(name: str, pair: Any, run: Run) -> None:
 
 
 def _check_data(data: Data, run: Run) -> None:
-    if isinstance(data.train, tuple):
-        _check_arrays("train", data.train, run)
-    if isinstance(data.validation, tuple):
-        _check_arrays("validation", data.validation, run)
     classes = int(run.model.output_shape[-1])
     if data.class_names is not None:
         wanted = 2 if classes == 1 else classes
@@ -554,6 +563,10 @@ def _check_data(data: Data, run: Run) -> None:
                 f"but head.classes = {classes} expects {wanted}. Set head.classes = "
                 f"{1 if len(data.class_names) == 2 else len(data.class_names)}."
             )
+    if isinstance(data.train, tuple):
+        _check_arrays("train", data.train, run)
+    if isinstance(data.validation, tuple):
+        _check_arrays("validation", data.validation, run)
 
 
 def _layer_row(layer: Any, part: str) -> dict[str, Any]:
