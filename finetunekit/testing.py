@@ -30,7 +30,7 @@ SIZE = 32
 def tiny_recipe(backbone: str | Mapping[str, Any] = "vgg16",
                 strategy: str | Mapping[str, Any] = "feature_extraction",
                 *, classes: int = 1, epochs: int = 1, batch_size: int = 4,
-                optimizer: str = "adam", learning_rate: float = 1e-3,
+                optimizer: str | Mapping[str, Any] = "adam", learning_rate: float = 1e-3,
                 **sections: Mapping[str, Any]) -> Recipe:
     """A recipe small enough for two CPU cores: 32x32 inputs and random weights.
 
@@ -41,7 +41,7 @@ def tiny_recipe(backbone: str | Mapping[str, Any] = "vgg16",
         classes: int. ``head.classes``.
         epochs: int. ``train.epochs``.
         batch_size: int. ``data.batch_size``.
-        optimizer: str. ``optimizer.name``.
+        optimizer: str or dict. ``optimizer.name``, or keys merged into ``[optimizer]``.
         learning_rate: float. ``optimizer.learning_rate``.
         **sections: extra keys merged into each named section.
     """
@@ -52,7 +52,8 @@ def tiny_recipe(backbone: str | Mapping[str, Any] = "vgg16",
         "backbone": backbone_section,
         "strategy": strategy_section,
         "head": {"classes": classes},
-        "optimizer": {"name": optimizer, "learning_rate": learning_rate},
+        "optimizer": {"name": "adam", "learning_rate": learning_rate,
+                      **(optimizer if isinstance(optimizer, Mapping) else {"name": optimizer})},
         "data": {"batch_size": batch_size},
         "train": {"epochs": epochs, "seed": 0},
     }

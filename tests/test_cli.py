@@ -168,3 +168,25 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Did you mean 'vgg16'?" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_plugin_option_registers_a_module(tmp_path, monkeypatch):
+    import types
+
+    from finetunekit import Plan, Stage, Strategy, hookimpl
+
+    module = types.ModuleType("cli_test_plugin")
+
+    @hookimpl
+    def finetunekit_register_strategies(register):
+        register(Strategy(name="head_only_cli", plan=lambda context: Plan(
+            (Stage("head_only_cli", context.epochs, frozenset(), context.learning_rate),))))
+
+    module.finetunekit_register_strategies = finetunekit_register_strategies
+    monkeypatch.setitem(sys.modules, "cli_test_plugin", module)
+    recipe = _write(tmp_path, SEED_RECIPE.format(strategy="head_only_cli", extra=""))
+    without = _invoke("describe", recipe)
+    assert without.exit_code == 2 and "Unknown strategy" in without.output
+    result = _invoke("describe", recipe, "--json", "--plugin", "cli_test_plugin")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["trainable_params"] == 2_097_665
