@@ -373,9 +373,10 @@ class Engine:
             self.compile_stage(run, index, steps)
             self.call("finetunekit_stage_start", run=run, stage=stage, index=index)
             first = len(run.history)
-            if stage.epochs:
-                _fit_keras(run.model, data, batch_size, epoch, epoch + stage.epochs,
-                           [_Lifecycle(self, run, stage)])
+            callbacks = [_Lifecycle(self, run, stage)]
+            for current in range(epoch, epoch + stage.epochs):
+                _fit_epoch(run.model, data, batch_size, current, run.recipe["train"]["seed"],
+                           callbacks)
             epoch += stage.epochs
             self.call("finetunekit_stage_end", run=run, stage=stage, index=index,
                       history=run.history[first:])
@@ -498,15 +499,22 @@ class _Lifecycle(keras.callbacks.Callback):
                          epoch=epoch + 1, logs=logs)
 
 
-def _fit_keras(model: Any, data: Data, batch_size: int, initial: int, final: int,
+def _fit_epoch(model: Any, data: Data, batch_size: int, epoch: int, seed: int,
                callbacks: list) -> None:
-    kwargs: dict[str, Any] = {"initial_epoch": initial, "epochs": final,
+    """Train one epoch (numbered from 0).
+
+    Arrays are shuffled here, by a generator seeded with (seed, epoch), rather than by
+    Keras: the order of any epoch then depends on nothing but the recipe, so a run can be
+    resumed at an epoch boundary and see the same batches.
+    """
+    kwargs: dict[str, Any] = {"initial_epoch": epoch, "epochs": epoch + 1,
                               "callbacks": callbacks, "verbose": 0}
     if data.validation is not None:
         kwargs["validation_data"] = data.validation
     if isinstance(data.train, tuple):
         x, y = data.train
-        model.fit(x, y, batch_size=batch_size, shuffle=True, **kwargs)
+        order = np.random.default_rng([seed, epoch]).permutation(len(x))
+        model.fit(x[order], y[order], batch_size=batch_size, shuffle=False, **kwargs)
     else:
         model.fit(data.train, **kwargs)
 
