@@ -41,6 +41,7 @@ _EXPORTS = {
     "WeightsError": "finetunekit.core.errors",
     "DataError": "finetunekit.core.errors",
     "PersistenceError": "finetunekit.core.errors",
+    "Preprocess": "finetunekit.core.layers",
     "freezing": "finetunekit.core",
 }
 

@@ -120,7 +120,8 @@ path = "{out}"
         "history.csv", "history.json", "model.keras", "plan.json", "recipe.toml"]
     history = json.loads((out / "history.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2]
-    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history[0])
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"} <= set(history[0])
+    assert history[0]["learning_rate"] == pytest.approx(1e-4)
     assert (out / "history.csv").read_text().splitlines()[0].startswith("epoch,stage")
     assert Recipe.from_toml(out / "recipe.toml") == Recipe.from_toml(recipe)
     assert json.loads((out / "plan.json").read_text())["class_names"] == ["cats", "dogs"]

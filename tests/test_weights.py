@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from finetunekit import Engine, WeightsError
+from finetunekit import Backbone, Engine, WeightsError, hookimpl
 from finetunekit.core import weights as weights_mod
 from finetunekit.testing import tiny_recipe
 
@@ -38,10 +38,10 @@ def test_imagenet_offline_fails_fast_with_how_to_supply_a_file(monkeypatch, tmp_
         time.sleep(60)
 
     monkeypatch.setattr(weights_mod.socket, "create_connection", hang)
-    engine = Engine(entry_points=False, download_timeout=1.0)
+    engine = Engine(entry_points=False)
     started = time.monotonic()
     with pytest.raises(WeightsError) as info:
-        engine.build(tiny_recipe(backbone={"weights": "imagenet"}))
+        engine.build(tiny_recipe(backbone={"weights": "imagenet", "download_timeout": 1.0}))
     assert time.monotonic() - started < 10
     message = str(info.value)
     assert "no answer" in message and "backbone.weights" in message and '"none"' in message
@@ -66,3 +66,23 @@ def test_socket_timeout_is_restored(monkeypatch, tmp_path):
                                              timeout=7)
     assert result == 1 and seen == [7]
     assert socket.getdefaulttimeout() is None
+
+
+def test_a_plugin_backbone_gets_imagenet_requests_without_the_keras_probe(monkeypatch):
+    """The download guard belongs to the built-in backbones, not the engine."""
+    monkeypatch.setattr(weights_mod, "probe", lambda *a, **k: pytest.fail("probed"))
+    seen = []
+
+    class Own:
+        @hookimpl
+        def finetunekit_register_backbones(self, register):
+            def build(input_shape, weights):
+                seen.append(weights)
+                import keras
+                inputs = keras.Input(input_shape)
+                return keras.Model(inputs, keras.layers.Conv2D(4, 3, name="c")(inputs))
+            register(Backbone(name="own", build=build))
+
+    engine = Engine(plugins=[Own()], entry_points=False)
+    engine.build(tiny_recipe({"name": "own", "weights": "imagenet"}))
+    assert seen == ["imagenet"]

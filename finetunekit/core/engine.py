@@ -22,7 +22,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from finetunekit.core import freezing, weights as weights_mod
+from finetunekit.core import freezing
 from finetunekit.core.components import BuiltHead, Data, DataContext, Plan, PlanContext, Stage
 from finetunekit.core.errors import DataError, PersistenceError, PluginError, RecipeError
 from finetunekit.core.layers import Preprocess
@@ -84,8 +84,6 @@ class Engine:
         builtins: bool. Register the built-in plugins. Defaults to True.
         entry_points: bool. Load plugins from the ``finetunekit`` entry-point group.
             Defaults to True.
-        download_timeout: float. Seconds to wait for the weights host before failing
-            with a message on how to supply a weights file. Defaults to 20.
 
     Example:
 
@@ -103,10 +101,8 @@ class Engine:
         *,
         builtins: bool = True,
         entry_points: bool = True,
-        download_timeout: float = weights_mod.DEFAULT_TIMEOUT,
     ):
         self.pm = get_plugin_manager(plugins, builtins=builtins, entry_points=entry_points)
-        self.download_timeout = download_timeout
         self._catalogue: Catalogue | None = None
 
     # -- plugins -------------------------------------------------------------
@@ -213,19 +209,9 @@ class Engine:
                 f"{backbone.min_size}. Received: backbone.input_shape={list(input_shape)}. "
                 "Raise the height and width (images are resized on load)."
             )
-        weights = self._weights(recipe)
-        if weights == "imagenet":
-            base = weights_mod.build_with_imagenet(
-                backbone.name,
-                lambda: self.call("finetunekit_load_backbone", backbone=backbone,
-                                  input_shape=input_shape, weights="imagenet",
-                                  params=backbone_params),
-                timeout=self.download_timeout,
-            )
-        else:
-            base = self.call("finetunekit_load_backbone", backbone=backbone,
-                             input_shape=input_shape, weights=weights, params=backbone_params)
-        require_result("finetunekit_load_backbone", base,
+        base = self.call("finetunekit_load_backbone", backbone=backbone, input_shape=input_shape,
+                         weights=self._weights(recipe), params=backbone_params)
+        require_result(self.pm, "finetunekit_load_backbone", base,
                        lambda b: isinstance(b, keras.Model), "a keras.Model")
         names = [layer.name for layer in base.layers]
         blocks = [list(b) for b in backbone.blocks(base)] if backbone.blocks else freezing.group_blocks(names, None)
@@ -233,7 +219,7 @@ class Engine:
         head, head_params = self.select(recipe, "head")
         built_head = self.call("finetunekit_build_head", head=head,
                                feature_shape=tuple(base.output_shape[1:]), params=head_params)
-        require_result("finetunekit_build_head", built_head,
+        require_result(self.pm, "finetunekit_build_head", built_head,
                        lambda h: isinstance(h, BuiltHead), "a finetunekit.BuiltHead")
 
         strategy, strategy_params = self.select(recipe, "strategy")
@@ -244,7 +230,7 @@ class Engine:
         )
         plan = self.call("finetunekit_plan_strategy", strategy=strategy, context=context,
                          params=strategy_params)
-        require_result("finetunekit_plan_strategy", plan, lambda p: isinstance(p, Plan),
+        require_result(self.pm, "finetunekit_plan_strategy", plan, lambda p: isinstance(p, Plan),
                        "a finetunekit.Plan")
         for stage in plan.stages:
             unknown = sorted(set(stage.trainable) - set(names))
@@ -322,7 +308,7 @@ class Engine:
             seed=recipe["train"]["seed"],
         )
         data = self.call("finetunekit_load_data", source=source, context=context, params=params)
-        return require_result("finetunekit_load_data", data, lambda d: isinstance(d, Data),
+        return require_result(self.pm, "finetunekit_load_data", data, lambda d: isinstance(d, Data),
                               "a finetunekit.Data")
 
     # -- training ------------------------------------------------------------
@@ -355,7 +341,7 @@ class Engine:
                         learning_rate=learning_rate,
                         weight_decay=recipe["optimizer"]["weight_decay"],
                         params=optimizer_params, stage=stage)
-        require_result("finetunekit_build_optimizer", opt,
+        require_result(self.pm, "finetunekit_build_optimizer", opt,
                        lambda o: isinstance(o, keras.optimizers.Optimizer),
                        "a keras.optimizers.Optimizer")
         run.model.compile(optimizer=opt, loss=run.head.loss, metrics=run.head.metrics)
@@ -456,7 +442,7 @@ class Engine:
         else:
             fmt = self.catalogue.get("format", format, key="format")
         model = self.call("finetunekit_load_model", format=fmt, path=path, safe_mode=safe_mode)
-        return require_result("finetunekit_load_model", model,
+        return require_result(self.pm, "finetunekit_load_model", model,
                               lambda m: isinstance(m, keras.Model), "a keras.Model")
 
     def save_run(self, run: Run) -> Path:
@@ -493,7 +479,8 @@ class _Lifecycle(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}
-        row = {"epoch": epoch + 1, "stage": self.stage.name, **logs}
+        rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        row = {"epoch": epoch + 1, "stage": self.stage.name, **logs, "learning_rate": rate}
         self.run.history.append(row)
         self.engine.call("finetunekit_epoch_end", run=self.run, stage=self.stage,
                          epoch=epoch + 1, logs=logs)

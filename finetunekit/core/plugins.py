@@ -8,6 +8,8 @@ registered exactly like third-party ones.
 from __future__ import annotations
 
 import importlib
+import re
+import importlib.metadata
 import types
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -16,7 +18,13 @@ import pluggy
 
 from finetunekit.core import hookspecs
 from finetunekit.core.components import COMPONENT_KINDS
-from finetunekit.core.errors import FinetunekitError, PluginError, UnknownComponentError, unknown_name_message
+from finetunekit.core.errors import (
+    FinetunekitError,
+    PluginError,
+    UnknownComponentError,
+    did_you_mean,
+    unknown_name_message,
+)
 
 PROJECT = "finetunekit"
 
@@ -71,9 +79,9 @@ def register_plugin(pm: pluggy.PluginManager, plugin: Any) -> str:
                 "Check the name is importable (python -c 'import NAME').",
                 plugin=str(plugin),
             ) from exc
+    if pm.is_registered(plugin):  # e.g. an installed entry point also given as --plugin
+        return pm.get_name(plugin)
     name = _plugin_name(plugin)
-    if pm.is_registered(plugin):
-        raise PluginError(f"Plugin '{name}' is registered twice; pass it once.", plugin=name)
     if pm.has_plugin(name):
         name = f"{name}#{id(plugin):x}"
     try:
@@ -82,12 +90,43 @@ def register_plugin(pm: pluggy.PluginManager, plugin: Any) -> str:
     except pluggy.PluginValidationError as exc:
         if pm.is_registered(plugin):
             pm.unregister(plugin)
+        hint = ""
+        unknown = re.search(r"unknown hook '(\w+)'", str(exc))
+        if unknown:
+            known = [h for h in dir(hookspecs) if h.startswith("finetunekit_")]
+            hint = did_you_mean(unknown.group(1), known)
         raise PluginError(
-            f"Plugin '{name}' does not fit the hook contract: {exc}. "
+            f"Plugin '{name}' does not fit the hook contract: {exc}.{hint} "
             "See docs/plugins.md for every hook and its arguments.",
             plugin=name,
         ) from exc
     return name
+
+
+def _load_entry_points(pm: pluggy.PluginManager) -> None:
+    """Register each plugin of the ``finetunekit`` entry-point group under its name."""
+    for entry_point in importlib.metadata.entry_points(group=PROJECT):
+        if pm.has_plugin(entry_point.name) or pm.is_blocked(entry_point.name):
+            continue
+        dist = getattr(entry_point, "dist", None)
+        source = f"{dist.name} {dist.version}" if dist is not None else "an installed package"
+        try:
+            plugin = entry_point.load()
+        except Exception as exc:
+            raise PluginError(
+                f"Entry point '{entry_point.name}' ({entry_point.value}) from {source} failed "
+                f"to load: {type(exc).__name__}: {exc}. Fix or uninstall that package.",
+                plugin=entry_point.name,
+            ) from exc
+        try:
+            pm.register(plugin, name=entry_point.name)
+            pm.check_pending()
+        except (pluggy.PluginValidationError, ValueError) as exc:
+            raise PluginError(
+                f"Plugin '{entry_point.name}' from {source} does not fit the hook contract: "
+                f"{exc}. See docs/plugins.md.",
+                plugin=entry_point.name,
+            ) from exc
 
 
 def get_plugin_manager(
@@ -107,14 +146,7 @@ def get_plugin_manager(
         for dotted in BUILTIN_PLUGINS:
             register_plugin(pm, dotted)
     if entry_points:
-        try:
-            pm.load_setuptools_entrypoints(PROJECT)
-            pm.check_pending()
-        except Exception as exc:
-            raise PluginError(
-                f"Loading the '{PROJECT}' entry points failed: {type(exc).__name__}: {exc}. "
-                "Uninstall or fix the package that declares it (pip list).",
-            ) from exc
+        _load_entry_points(pm)
     for plugin in plugins:
         register_plugin(pm, plugin)
     return pm
@@ -140,7 +172,7 @@ class Catalogue:
         self.code_owners: dict[Any, str] = {}
         for kind, hook_name in CATALOGUE_HOOKS.items():
             hook = getattr(pm.hook, hook_name)
-            for impl in reversed(hook.get_hookimpls()):  # registration order
+            for impl in hook.get_hookimpls():  # registration order: built-ins first
                 self._collect(kind, hook_name, impl)
 
     def _collect(self, kind: str, hook_name: str, impl: Any) -> None:
@@ -267,12 +299,18 @@ def call_hook(pm: pluggy.PluginManager, name: str, code_owners: dict[Any, str], 
         ) from exc
 
 
-def require_result(name: str, result: Any, what: Callable[[Any], bool], expected: str) -> Any:
-    """Check an action hook's result; a missing or wrong one is the contract's breach."""
+def require_result(pm: pluggy.PluginManager, name: str, result: Any,
+                   what: Callable[[Any], bool], expected: str) -> Any:
+    """Check an action hook's result; a missing or wrong one breaks the contract.
+
+    The message lists the plugins implementing the hook (the culprit is among them).
+    """
     if result is None or not what(result):
+        plugins = [impl.plugin_name for impl in getattr(pm.hook, name).get_hookimpls()]
         raise PluginError(
             f"Hook '{name}' returned {type(result).__name__}; expected {expected}. "
-            "A plugin overriding it must return that (or None to let others answer).",
+            f"Implemented by: {', '.join(reversed(plugins))}. A plugin answering it must "
+            "return that (or None to let the next one answer).",
             hook=name,
         )
     return result

@@ -14,14 +14,27 @@ import keras
 from finetunekit.core.components import Backbone
 from finetunekit.core.freezing import group_blocks
 from finetunekit.core.layers import Preprocess
+from finetunekit.core.params import Param
 from finetunekit.core.plugins import hookimpl
+from finetunekit.core.weights import DEFAULT_TIMEOUT, build_with_imagenet
 from finetunekit.plugins.backbones.families import FAMILIES
 
 
-def build_application(constructor: str, input_shape, weights, **params):
-    """Build ``keras.applications.<constructor>`` without its top."""
+def build_application(constructor: str, name: str, input_shape, weights,
+                      download_timeout: float = DEFAULT_TIMEOUT):
+    """Build ``keras.applications.<constructor>`` without its top.
+
+    ImageNet weights come through Keras's download and cache, bounded by
+    `download_timeout` seconds (Keras's own downloader has no timeout).
+    """
     factory = getattr(keras.applications, constructor)
-    return factory(include_top=False, weights=weights, input_shape=tuple(input_shape), **params)
+
+    def build():
+        return factory(include_top=False, weights=weights, input_shape=tuple(input_shape))
+
+    if weights == "imagenet":
+        return build_with_imagenet(name, build, timeout=download_timeout)
+    return build()
 
 
 def blocks_by_pattern(pattern: str, base) -> list[list[str]]:
@@ -34,10 +47,13 @@ def backbone_from_row(row: dict) -> Backbone:
     mode = row["preprocess"]
     return Backbone(
         name=row["name"],
-        build=functools.partial(build_application, row["constructor"]),
+        build=functools.partial(build_application, row["constructor"], row["name"]),
         preprocess=functools.partial(Preprocess, mode, name="preprocess"),
         min_size=row["min_size"],
         blocks=functools.partial(blocks_by_pattern, row["block_pattern"]),
+        params={"download_timeout": Param(
+            float, DEFAULT_TIMEOUT, min=0.1,
+            help="seconds to wait for the ImageNet weights host before failing")},
         description=(f"keras.applications.{row['constructor']} ({row['family']}; "
                      f"ImageNet size {row['default_size']}, preprocessing '{mode}')"),
     )
