@@ -58,6 +58,12 @@ class Stage:
         train_bn: bool. Whether BatchNormalization layers among ``trainable`` train
             (batch statistics, moving averages, gamma and beta). If False they stay
             frozen and run in inference mode.
+        lr_scales: mapping of str to float. Per base layer, a factor on
+            ``learning_rate`` for that layer's variables: a true per-variable learning
+            rate, applied inside the optimizer's update (not by scaling gradients, which
+            Adam and RMSprop would undo). Layers not listed, and the head, get 1.0.
+        variables: callable or None. ``variables(layer, variable)`` says which variables
+            of the trainable layers train (e.g. only biases); None: all of them.
     """
 
     name: str
@@ -65,6 +71,8 @@ class Stage:
     trainable: frozenset[str]
     learning_rate: float
     train_bn: bool = False
+    lr_scales: Mapping[str, float] = field(default_factory=dict)
+    variables: Callable[[Any, Any], bool] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +82,9 @@ class Stage:
             "train_bn": self.train_bn,
             "batchnorm": "train" if self.train_bn else "inference",
             "trainable_layers": sorted(self.trainable),
+            "learning_rates": {name: self.learning_rate * scale
+                               for name, scale in sorted(self.lr_scales.items())},
+            "variables": getattr(self.variables, "__name__", "all") if self.variables else "all",
         }
 
 
@@ -102,6 +113,7 @@ class PlanContext:
         epochs: int. ``train.epochs`` from the recipe.
         learning_rate: float. ``optimizer.learning_rate`` from the recipe.
         train_bn: bool. ``strategy.train_bn`` from the recipe.
+        head: keras.Layer or None. The head, already built (its variables exist).
     """
 
     base: Any
@@ -109,6 +121,7 @@ class PlanContext:
     epochs: int
     learning_rate: float
     train_bn: bool
+    head: Any = None
 
     @property
     def layer_names(self) -> list[str]:

@@ -26,6 +26,7 @@ from finetunekit.core import freezing
 from finetunekit.core.components import BuiltHead, Data, DataContext, Plan, PlanContext, Stage
 from finetunekit.core.errors import DataError, PersistenceError, PluginError, RecipeError
 from finetunekit.core.layers import Preprocess
+from finetunekit.core.learning_rates import scale_learning_rates
 from finetunekit.core.params import validate_section
 from finetunekit.core.plugins import (
     Catalogue,
@@ -56,6 +57,8 @@ class Run:
         history: list of dict. One row per epoch: epoch, stage, metrics, learning rate.
         stage_index: int. The stage the model is prepared for.
         class_names: list of str or None. From the data, once loaded.
+        variable_flags: dict. Each base variable's own trainable flag after planning
+            (a strategy may change some, e.g. LoRA), restored at every stage.
     """
 
     recipe: Recipe
@@ -68,6 +71,7 @@ class Run:
     path: Path | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     stage_index: int = 0
+    variable_flags: dict[str, bool] = field(default_factory=dict)
     class_names: list[str] | None = None
 
     @property
@@ -222,11 +226,12 @@ class Engine:
         require_result(self.pm, "finetunekit_build_head", built_head,
                        lambda h: isinstance(h, BuiltHead), "a finetunekit.BuiltHead")
 
+        built_head.layer.build((None, *base.output_shape[1:]))
         strategy, strategy_params = self.select(recipe, "strategy")
         context = PlanContext(
             base=base, blocks=blocks, epochs=recipe["train"]["epochs"],
             learning_rate=recipe["optimizer"]["learning_rate"],
-            train_bn=recipe["strategy"]["train_bn"],
+            train_bn=recipe["strategy"]["train_bn"], head=built_head.layer,
         )
         plan = self.call("finetunekit_plan_strategy", strategy=strategy, context=context,
                          params=strategy_params)
@@ -244,7 +249,7 @@ class Engine:
 
         preprocess = backbone.preprocess() if backbone.preprocess else Preprocess("none")
         run = Run(recipe=recipe, base=base, blocks=blocks, head=built_head, plan=plan, model=None,
-                  preprocess=preprocess)
+                  preprocess=preprocess, variable_flags=freezing.variable_flags(base))
         self.prepare_stage(run, 0)
         return run
 
@@ -255,7 +260,8 @@ class Engine:
         that its dropout and BatchNorm layers behave as at inference.
         """
         stage = run.plan.stages[index]
-        freezing.apply_trainable(run.base, stage.trainable, train_bn=stage.train_bn)
+        freezing.apply_trainable(run.base, stage.trainable, train_bn=stage.train_bn,
+                                 variables=stage.variables, original=run.variable_flags)
         frozen = not stage.trainable
         input_shape = tuple(run.recipe["backbone"]["input_shape"])
         inputs = keras.Input(shape=input_shape, dtype="uint8", name="image")
@@ -344,6 +350,11 @@ class Engine:
         require_result(self.pm, "finetunekit_build_optimizer", opt,
                        lambda o: isinstance(o, keras.optimizers.Optimizer),
                        "a keras.optimizers.Optimizer")
+        if stage.lr_scales:
+            by_path = {variable.path: stage.lr_scales[layer.name]
+                       for layer in run.base.layers if layer.name in stage.lr_scales
+                       for variable in layer.weights}
+            scale_learning_rates(opt, lambda variable: by_path.get(variable.path, 1.0))
         run.model.compile(optimizer=opt, loss=run.head.loss, metrics=run.head.metrics)
 
     def fit(self, run: Run, data: Data) -> Run:

@@ -8,7 +8,7 @@ the engine recompiles after every change; a strategy never compiles.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import keras
@@ -43,8 +43,19 @@ def make_trainable(layers: Any, *, train_bn: bool = False) -> None:
         layer.trainable = train_bn or not is_batch_norm(layer)
 
 
-def apply_trainable(base: Any, names: Iterable[str], *, train_bn: bool = False) -> None:
+def apply_trainable(base: Any, names: Iterable[str], *, train_bn: bool = False,
+                    variables: Callable[[Any, Any], bool] | None = None,
+                    original: Mapping[str, bool] | None = None) -> None:
     """Train exactly the base's top-level layers in `names`; freeze the rest.
+
+    Args:
+        base: keras.Model. The base.
+        names: iterable of str. Top-level layer names that train.
+        train_bn: bool. Whether BatchNorm layers among them train.
+        variables: callable or None. ``variables(layer, variable)`` picks which variables
+            of a trainable layer train; None keeps each variable's own flag.
+        original: mapping of variable path to its trainable flag before any strategy
+            touched it, so one stage's variable choice does not leak into the next.
 
     Raises:
         ValueError: a name is not a top-level layer of `base`.
@@ -56,10 +67,36 @@ def apply_trainable(base: Any, names: Iterable[str], *, train_bn: bool = False) 
         raise ValueError(f"No layer named {missing} in base '{base.name}'.")
     base.trainable = True  # a frozen container would hide every inner flag
     for layer in base.layers:
-        if layer.name in names:
-            make_trainable(layer, train_bn=train_bn)
-        else:
+        if layer.name not in names:
             freeze(layer)
+            continue
+        make_trainable(layer, train_bn=train_bn)
+        if not layer.trainable:  # a BatchNorm layer kept frozen
+            continue
+        # Keras 3 sets every variable's flag with the layer's; put back each one's own
+        # (a LoRA-frozen kernel stays frozen), then apply the stage's variable choice.
+        for variable in layer.weights:
+            flag = original.get(variable.path, True) if original else variable.trainable
+            if variables is not None and flag:
+                flag = bool(variables(layer, variable))
+            variable.trainable = flag
+
+
+def variable_flags(model: Any) -> dict[str, bool]:
+    """Each variable's own trainable flag, by path (to restore between stages)."""
+    return {variable.path: variable.trainable for variable in model.weights}
+
+
+def is_bias(layer: Any, variable: Any) -> bool:
+    """A variable filter: biases only."""
+    return variable.path.rsplit("/", 1)[-1] == "bias"
+
+
+def is_norm_parameter(layer: Any, variable: Any) -> bool:
+    """A variable filter: gamma and beta of normalisation layers only."""
+    norms = (keras.layers.BatchNormalization, keras.layers.LayerNormalization,
+             keras.layers.GroupNormalization)
+    return isinstance(layer, norms) and variable.path.rsplit("/", 1)[-1] in ("gamma", "beta")
 
 
 def trainable_param_count(model: Any) -> int:
