@@ -117,7 +117,9 @@ path = "{out}"
     result = _invoke("run", recipe)
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == [
-        "history.csv", "history.json", "model.keras", "plan.json", "recipe.toml"]
+        "checkpoints", "history.csv", "history.json", "model.keras", "plan.json", "recipe.toml"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "epoch-0001.ckpt", "epoch-0002.ckpt"]
     history = json.loads((out / "history.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2]
     assert {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"} <= set(history[0])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from finetunekit import Data, DataError, Recipe
+from finetunekit import Data, DataError
 from finetunekit.testing import tiny_recipe
 
 

@@ -55,7 +55,7 @@ def test_unknown_suffix_and_missing_file(engine, tmp_path):
     with pytest.raises(PersistenceError, match="No such model file"):
         engine.load_model(tmp_path / "none.keras")
     (tmp_path / "model.bin").write_bytes(b"x")
-    with pytest.raises(PersistenceError, match=r"Known suffixes: \.keras"):
+    with pytest.raises(PersistenceError, match=r"Known suffixes: \.ckpt, \.h5, \.keras"):
         engine.load_model(tmp_path / "model.bin")
 
 

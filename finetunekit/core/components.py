@@ -206,8 +206,12 @@ class Format:
     Args:
         name: str. Recipe name, e.g. ``"keras"``.
         suffix: str. File or folder suffix the format writes, e.g. ``".keras"``.
-        save: callable. ``save(model, path)`` writes the model to ``path``.
-        load: callable. ``load(path, safe_mode)`` returns a ``keras.Model``.
+        save: callable. ``save(model, path, run)`` writes the model to ``path``; ``run``
+            is the :class:`~finetunekit.Run` or None.
+        load: callable. ``load(path, safe_mode, template)`` returns a ``keras.Model``;
+            ``template()`` builds the recipe's model, for weights-only formats.
+        trainable: bool. Whether a loaded model can be trained further (False for
+            export-only formats such as SavedModel).
         description: str. One line for ``finetunekit list``.
     """
 
@@ -215,6 +219,7 @@ class Format:
     suffix: str
     save: Callable[..., None]
     load: Callable[..., Any]
+    trainable: bool = True
     description: str = ""
 
 

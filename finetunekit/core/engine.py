@@ -8,12 +8,8 @@ stage by stage (recompiling after each trainability change), save.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +19,20 @@ import keras
 import numpy as np
 
 from finetunekit.core import freezing
+from finetunekit.core.checkpoint import (
+    CHECKPOINT_DIR,
+    Checkpoint,
+    list_checkpoints,
+    read_checkpoint,
+    restore_model,
+    restore_optimizer,
+)
 from finetunekit.core.components import BuiltHead, Data, DataContext, Plan, PlanContext, Stage
 from finetunekit.core.errors import DataError, PersistenceError, PluginError, RecipeError
 from finetunekit.core.layers import Preprocess
 from finetunekit.core.learning_rates import scale_learning_rates
 from finetunekit.core.params import validate_section
+from finetunekit.core.persistence import atomic_save, atomic_write, check_run_folder, history_csv
 from finetunekit.core.plugins import (
     Catalogue,
     call_hook,
@@ -36,9 +41,6 @@ from finetunekit.core.plugins import (
     require_result,
 )
 from finetunekit.core.recipe import COMPONENT_KIND, CORE_KEYS, NAME_KEYS, Recipe
-
-RUN_FILES = ("recipe.toml", "history.json", "history.csv", "plan.json")
-"""Files a run folder holds besides the model."""
 
 
 @dataclass
@@ -357,24 +359,45 @@ class Engine:
             scale_learning_rates(opt, lambda variable: by_path.get(variable.path, 1.0))
         run.model.compile(optimizer=opt, loss=run.head.loss, metrics=run.head.metrics)
 
-    def fit(self, run: Run, data: Data) -> Run:
-        """Train `run` on `data`, stage by stage, recompiling at each stage."""
+    def fit(self, run: Run, data: Data, *, resume: Checkpoint | None = None) -> Run:
+        """Train `run` on `data`, stage by stage, recompiling at each stage.
+
+        Args:
+            run: the :class:`Run` from :meth:`build`.
+            data: :class:`~finetunekit.Data`.
+            resume: a :class:`~finetunekit.core.checkpoint.Checkpoint` of this recipe, or
+                None. Training continues after its epoch with its model state, and with
+                its optimizer state if that stage was not finished.
+        """
         _check_data(data, run)
         run.class_names = data.class_names
         batch_size = run.recipe["data"]["batch_size"]
         steps = _steps_per_epoch(data.train, batch_size)
         keras.utils.set_random_seed(run.recipe["train"]["seed"])
+        start = resume.epoch if resume else 0
+        if resume:
+            run.history = [dict(row) for row in resume.history]
         self.call("finetunekit_run_start", run=run)
         epoch = 0
+        last = len(run.plan.stages) - 1
         for index, stage in enumerate(run.plan.stages):
+            end = epoch + stage.epochs
+            if end <= start and index < last:  # finished before the checkpoint
+                epoch = end
+                continue
             self.compile_stage(run, index, steps)
+            if resume is not None:
+                restore_model(run.model, resume)
+                if index == resume.stage_index and resume.optimizer:
+                    restore_optimizer(run.model, resume)
+                resume = None
             self.call("finetunekit_stage_start", run=run, stage=stage, index=index)
             first = len(run.history)
             callbacks = [_Lifecycle(self, run, stage)]
-            for current in range(epoch, epoch + stage.epochs):
+            for current in range(max(epoch, start), end):
                 _fit_epoch(run.model, data, batch_size, current, run.recipe["train"]["seed"],
                            callbacks)
-            epoch += stage.epochs
+            epoch = end
             self.call("finetunekit_stage_end", run=run, stage=stage, index=index,
                       history=run.history[first:])
         return run
@@ -382,57 +405,133 @@ class Engine:
     def run(self, recipe: Recipe, *, data: Data | None = None, save: bool = True) -> Run:
         """Build, load data (unless given), train and save (if ``save.path`` is set).
 
+        With ``save.path`` set, a checkpoint is written at every epoch end (keeping
+        ``save.keep_checkpoints``), so :meth:`resume` can continue an interrupted run.
+
         Args:
             recipe: the :class:`~finetunekit.Recipe`.
             data: :class:`~finetunekit.Data` or None. Use this instead of ``[data]``.
             save: bool. Write the run folder when ``save.path`` is set. Defaults to True.
         """
         self.validate(recipe, data=data is None)
-        path = recipe["save"]["path"]
-        if save and path:
-            check_run_folder(Path(path), overwrite=recipe["save"]["overwrite"])
+        path = Path(recipe["save"]["path"]) if save and recipe["save"]["path"] else None
+        if path is not None:
+            check_run_folder(path, overwrite=recipe["save"]["overwrite"])
         run = self.build(recipe)
-        run.path = Path(path) if path else None
-        self.fit(run, data if data is not None else self.load_data(recipe))
-        if save and path:
+        data = data if data is not None else self.load_data(recipe)
+        if path is not None:
+            path.mkdir(parents=True, exist_ok=True)
+            atomic_write(path / "recipe.toml", recipe.to_toml())
+            run.path = path
+        self.fit(run, data)
+        if path is not None:
+            self.save_run(run)
+        self.call("finetunekit_run_end", run=run)
+        return run
+
+    def resume(self, run_dir: str | Path, *, data: Data | None = None) -> Run:
+        """Continue an interrupted run from the newest checkpoint in its folder.
+
+        On the CPU with a fixed seed the final weights are bit-identical to those of a
+        run that was never interrupted, also across a stage boundary.
+        """
+        run_dir = Path(run_dir)
+        found = list_checkpoints(run_dir)
+        if not found:
+            raise PersistenceError(
+                f"No checkpoint in '{run_dir / CHECKPOINT_DIR}'. Resume needs a run folder "
+                "written by 'finetunekit run' with save.keep_checkpoints > 0."
+            )
+        checkpoint = read_checkpoint(found[-1])
+        recipe = Recipe.from_string(checkpoint.recipe, source=str(checkpoint.path))
+        run = self.build(recipe)
+        run.path = run_dir
+        self.fit(run, data if data is not None else self.load_data(recipe), resume=checkpoint)
+        self.save_run(run)
+        self.call("finetunekit_run_end", run=run)
+        return run
+
+    def retrain(self, model_path: str | Path, *, recipe: Recipe | None = None,
+                overrides: Iterable[str] | dict[str, Any] = (), data: Data | None = None,
+                safe_mode: bool = True) -> Run:
+        """Load a saved model and train it further, keeping or changing the strategy.
+
+        Args:
+            model_path: a model file (keras, h5, checkpoint, weights) or a run folder.
+            recipe: :class:`~finetunekit.Recipe` or None. None reads ``recipe.toml``
+                beside the model (a run folder).
+            overrides: ``section.key=value`` changes: new data, strategy, epochs,
+                ``save.path`` for the new run.
+            data: :class:`~finetunekit.Data` or None, instead of ``[data]``.
+            safe_mode: bool. Refuse models that carry Python code.
+        """
+        file, fmt = self._locate(Path(model_path))
+        if not fmt.trainable:
+            raise PersistenceError(
+                f"'{file}' is a {fmt.name} export; Keras 3 cannot train a model loaded from "
+                "it. Retrain from the run's model.keras or a checkpoint (format 'keras' or "
+                "'checkpoint')."
+            )
+        recipe = (recipe or self._recipe_beside(file)).with_overrides(overrides)
+        recipe = recipe.with_overrides({"backbone.weights": "none"})  # the weights come from the file
+        self.validate(recipe, data=data is None)
+        path = Path(recipe["save"]["path"]) if recipe["save"]["path"] else None
+        if path is not None:
+            check_run_folder(path, overwrite=recipe["save"]["overwrite"])
+        run = self.build(recipe)
+        loaded = self.load_model(file, format=fmt.name, safe_mode=safe_mode, recipe=recipe)
+        _copy_weights(loaded, run.model, file)
+        data = data if data is not None else self.load_data(recipe)
+        if path is not None:
+            path.mkdir(parents=True, exist_ok=True)
+            atomic_write(path / "recipe.toml", recipe.to_toml())
+            run.path = path
+        self.fit(run, data)
+        if path is not None:
             self.save_run(run)
         self.call("finetunekit_run_end", run=run)
         return run
 
     # -- persistence ---------------------------------------------------------
 
-    def save_model(self, model: Any, path: str | Path, format: str = "keras") -> Path:
+    def save_model(self, model: Any, path: str | Path, format: str = "keras", *,
+                   run: Run | None = None) -> Path:
         """Write `model` to `path` in `format`, atomically (temporary name, then rename)."""
         fmt = self.catalogue.get("format", format, key="save.format")
         path = Path(path)
-        if path.suffix != fmt.suffix and not path.name.endswith(fmt.suffix):
+        if not path.name.endswith(fmt.suffix):
             raise PersistenceError(
                 f"Format '{fmt.name}' writes '{fmt.suffix}' files. Received path '{path}'. "
                 f"Use a path ending in '{fmt.suffix}'."
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=fmt.suffix, dir=path.parent)
-        os.close(fd)
-        os.unlink(tmp)
-        try:
-            self.call("finetunekit_save_model", format=fmt, model=model, path=Path(tmp))
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        return atomic_save(path, fmt.suffix, lambda tmp: self.call(
+            "finetunekit_save_model", format=fmt, model=model, path=tmp, run=run))
 
-    def load_model(self, path: str | Path, *, format: str | None = None, safe_mode: bool = True) -> Any:
-        """Load a model saved by :meth:`save_model` or a run folder.
+    def load_model(self, path: str | Path, *, format: str | None = None, safe_mode: bool = True,
+                   recipe: Recipe | None = None) -> Any:
+        """Load a model saved by :meth:`save_model`, or a run folder's model.
 
         Args:
             path: a model file, or a run folder holding ``model.<suffix>``.
-            format: str or None. Format name; None picks it from the file suffix.
+            format: str or None. Format name; None picks it from the file name.
             safe_mode: bool. Refuse models that carry Python code (lambdas).
+            recipe: :class:`~finetunekit.Recipe` or None. For formats that hold weights
+                but no architecture; None reads ``recipe.toml`` beside the file.
         """
-        path = Path(path)
+        file, fmt = self._locate(Path(path), format)
+
+        def template():
+            return self.build(recipe or self._recipe_beside(file)).model
+
+        model = self.call("finetunekit_load_model", format=fmt, path=file, safe_mode=safe_mode,
+                          template=template)
+        return require_result(self.pm, "finetunekit_load_model", model,
+                              lambda m: isinstance(m, keras.Model), "a keras.Model")
+
+    def _locate(self, path: Path, format: str | None = None) -> tuple[Path, Any]:
+        """The model file `path` means (a run folder's model) and its format."""
         formats = [self.catalogue.get("format", n) for n in self.catalogue.names("format")]
-        if path.is_dir():
+        if path.is_dir() and not any(path.name.endswith(f.suffix) for f in formats):
             inside = [path / f"model{f.suffix}" for f in formats if (path / f"model{f.suffix}").exists()]
             if not inside:
                 raise PersistenceError(
@@ -442,19 +541,25 @@ class Engine:
             path = inside[0]
         if not path.exists():
             raise PersistenceError(f"No such model file: '{path}'.")
-        if format is None:
-            matches = [f for f in formats if path.name.endswith(f.suffix)]
-            if not matches:
-                raise PersistenceError(
-                    f"Cannot tell the format of '{path}' from its name. Known suffixes: "
-                    f"{', '.join(sorted(f.suffix for f in formats))}. Pass format=..."
-                )
-            fmt = max(matches, key=lambda f: len(f.suffix))
-        else:
-            fmt = self.catalogue.get("format", format, key="format")
-        model = self.call("finetunekit_load_model", format=fmt, path=path, safe_mode=safe_mode)
-        return require_result(self.pm, "finetunekit_load_model", model,
-                              lambda m: isinstance(m, keras.Model), "a keras.Model")
+        if format is not None:
+            return path, self.catalogue.get("format", format, key="format")
+        matches = [f for f in formats if path.name.endswith(f.suffix)]
+        if not matches:
+            raise PersistenceError(
+                f"Cannot tell the format of '{path}' from its name. Known suffixes: "
+                f"{', '.join(sorted(f.suffix for f in formats))}. Pass the format."
+            )
+        return path, max(matches, key=lambda f: len(f.suffix))
+
+    @staticmethod
+    def _recipe_beside(file: Path) -> Recipe:
+        beside = file.parent / "recipe.toml"
+        if not beside.is_file():
+            raise PersistenceError(
+                f"'{file}' needs its recipe, and there is no recipe.toml beside it. Pass the "
+                "recipe it was trained with (--recipe FILE, or recipe=...)."
+            )
+        return Recipe.from_toml(beside)
 
     def save_run(self, run: Run) -> Path:
         """Write the run folder: the model, the recipe as run, history and plan."""
@@ -462,10 +567,10 @@ class Engine:
             raise PersistenceError("This run has no save.path; set one to save it.")
         fmt, _ = self.select(run.recipe, "save")
         run.path.mkdir(parents=True, exist_ok=True)
-        self.save_model(run.model, run.path / f"model{fmt.suffix}", fmt.name)
+        self.save_model(run.model, run.path / f"model{fmt.suffix}", fmt.name, run=run)
         atomic_write(run.path / "recipe.toml", run.recipe.to_toml())
         atomic_write(run.path / "history.json", json.dumps(run.history, indent=2))
-        atomic_write(run.path / "history.csv", _history_csv(run.history))
+        atomic_write(run.path / "history.csv", history_csv(run.history))
         atomic_write(run.path / "plan.json", json.dumps(
             {"stages": [s.to_dict() for s in run.plan.stages], "class_names": run.class_names},
             indent=2))
@@ -584,37 +689,15 @@ def _layer_row(layer: Any, part: str) -> dict[str, Any]:
     }
 
 
-def _history_csv(history: list[dict[str, Any]]) -> str:
-    keys: list[str] = []
-    for row in history:
-        keys += [k for k in row if k not in keys]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=keys)
-    writer.writeheader()
-    writer.writerows(history)
-    return buffer.getvalue()
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write text beside `path`, then rename over it: never a half-written file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def check_run_folder(path: Path, *, overwrite: bool) -> None:
-    """Refuse to write into a folder that holds something, unless `overwrite`."""
-    if path.exists() and not path.is_dir():
-        raise PersistenceError(f"save.path '{path}' is a file; give a folder for the run.")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        held = ", ".join(sorted(p.name for p in path.iterdir())[:5])
+def _copy_weights(source: Any, target: Any, file: Path) -> None:
+    """Copy every weight of a loaded model into the recipe's freshly built one."""
+    src, dst = source.weights, target.weights
+    if len(src) != len(dst) or any(tuple(a.shape) != tuple(b.shape) for a, b in zip(src, dst)):
         raise PersistenceError(
-            f"Run folder '{path}' is not empty (it holds {held}); finetunekit will not "
-            "overwrite another run. Choose another save.path, or pass --overwrite "
-            "(save.overwrite = true) to replace it."
+            f"The model in '{file}' does not match its recipe ({len(src)} weights vs "
+            f"{len(dst)} in the recipe's model). Pass the recipe it was trained with."
         )
+    for a, b in zip(src, dst):
+        b.assign(a)

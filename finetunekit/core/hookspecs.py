@@ -146,12 +146,17 @@ def finetunekit_register_formats(register):
 
 
 @hookspec(firstresult=True)
-def finetunekit_save_model(format, model, path):
+def finetunekit_save_model(format, model, path, run):
     """Write a model to ``path`` in the given format.
+
+    The engine makes the write atomic: ``path`` is a temporary name beside the target
+    (ending with ``format.suffix``), renamed over the target once this returns.
 
     :param format: the selected :class:`~finetunekit.Format`.
     :param model: the ``keras.Model`` to save.
-    :param path: :class:`pathlib.Path` to write (ends with ``format.suffix``).
+    :param path: :class:`pathlib.Path` to write.
+    :param run: the :class:`~finetunekit.Run` the model comes from (epoch, stage, recipe),
+        or None when a bare model is saved.
     :return: the path written.
 
     Stops at first non-None result.
@@ -159,12 +164,15 @@ def finetunekit_save_model(format, model, path):
 
 
 @hookspec(firstresult=True)
-def finetunekit_load_model(format, path, safe_mode):
+def finetunekit_load_model(format, path, safe_mode, template):
     """Read a model written by :func:`finetunekit_save_model`.
 
     :param format: the :class:`~finetunekit.Format` the file was written in.
     :param path: :class:`pathlib.Path` to read.
     :param safe_mode: bool. If True, refuse to deserialise arbitrary Python code.
+    :param template: callable. ``template()`` returns a freshly built ``keras.Model``
+        of the run's recipe, for formats that hold weights but no architecture; it
+        raises :class:`~finetunekit.PersistenceError` when no recipe is known.
     :return: a ``keras.Model``.
 
     Stops at first non-None result.

@@ -37,7 +37,12 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "finetunekit.plugins.strategies",
     "finetunekit.plugins.heads",
     "finetunekit.plugins.optimizers",
-    "finetunekit.plugins.formats",
+    "finetunekit.plugins.formats.native",
+    "finetunekit.plugins.formats.h5",
+    "finetunekit.plugins.formats.savedmodel",
+    "finetunekit.plugins.formats.checkpoint",
+    "finetunekit.plugins.formats.weights",
+    "finetunekit.plugins.checkpoints",
     "finetunekit.plugins.data",
     "finetunekit.plugins.digits",
 )

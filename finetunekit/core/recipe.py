@@ -58,6 +58,8 @@ CORE_KEYS: dict[str, dict[str, Param]] = {
         "path": Param(str, None, nullable=True, help="run folder; omit to keep the model in memory"),
         "format": Param(str, "keras", help="persistence format (finetunekit list)"),
         "overwrite": Param(bool, False, help="replace an existing run folder"),
+        "keep_checkpoints": Param(int, 2, min=0,
+                                  help="epoch checkpoints kept in <path>/checkpoints (0: none)"),
     },
 }
 """The engine's own keys per section. Components add their own keys to their section."""

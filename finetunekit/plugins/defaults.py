@@ -38,14 +38,14 @@ def finetunekit_build_optimizer(optimizer, learning_rate, weight_decay, params, 
 
 
 @hookimpl(trylast=True)
-def finetunekit_save_model(format, model, path):
-    format.save(model, path)
+def finetunekit_save_model(format, model, path, run):
+    format.save(model, path, run)
     return path
 
 
 @hookimpl(trylast=True)
-def finetunekit_load_model(format, path, safe_mode):
-    return format.load(path, safe_mode)
+def finetunekit_load_model(format, path, safe_mode, template):
+    return format.load(path, safe_mode, template)
 
 
 @hookimpl(trylast=True)

@@ -1,0 +1,33 @@
+"""The ``checkpoint`` format: a model with its optimizer, epoch, stage and recipe, to
+continue training exactly (see :mod:`finetunekit.core.checkpoint`)."""
+
+from __future__ import annotations
+
+from finetunekit.core.checkpoint import read_checkpoint, restore_model, restore_optimizer, write_checkpoint
+from finetunekit.core.components import Format
+from finetunekit.core.plugins import hookimpl
+
+
+def save_checkpoint(model, path, run=None) -> None:
+    if run is None:
+        write_checkpoint(path, model)
+        return
+    write_checkpoint(path, model, epoch=len(run.history), stage_index=run.stage_index,
+                     recipe=run.recipe.to_toml(), history=run.history)
+
+
+def load_checkpoint(path, safe_mode=True, template=None):
+    checkpoint = read_checkpoint(path)
+    model = template()
+    restore_model(model, checkpoint)
+    if checkpoint.optimizer and getattr(model, "optimizer", None) is not None:
+        restore_optimizer(model, checkpoint)
+    return model
+
+
+@hookimpl
+def finetunekit_register_formats(register):
+    register(Format(
+        name="checkpoint", suffix=".ckpt", save=save_checkpoint, load=load_checkpoint,
+        description="Everything to resume: every variable, optimizer state, epoch, stage, recipe.",
+    ))

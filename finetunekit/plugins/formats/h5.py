@@ -1,0 +1,43 @@
+"""The legacy Keras H5 format the seed uses (``model.save("my_h5_model.h5")``).
+
+Keras 3 writes it through its legacy path: architecture and weights, no optimizer
+state. Retraining from it starts a fresh optimizer.
+"""
+
+from __future__ import annotations
+
+import h5py
+import keras
+
+from finetunekit.core.components import Format
+from finetunekit.core.errors import PersistenceError
+from finetunekit.core.plugins import hookimpl
+from finetunekit.plugins.formats.native import refuse_lambda
+
+
+def save_h5(model, path, run=None) -> None:
+    model.save(str(path))
+
+
+def load_h5(path, safe_mode=True, template=None):
+    if not h5py.is_hdf5(str(path)):
+        raise PersistenceError(
+            f"'{path}' is not an HDF5 file; it may be truncated or another format."
+        )
+    try:
+        return keras.saving.load_model(str(path), safe_mode=safe_mode)
+    except Exception as exc:
+        if "safe_mode" in str(exc) or "lambda" in str(exc).lower():
+            raise refuse_lambda(path, exc) from exc
+        raise PersistenceError(
+            f"Could not load '{path}' as a Keras H5 model: {type(exc).__name__}: {exc}. "
+            "If it holds only weights, use format 'weights' with the recipe."
+        ) from exc
+
+
+@hookimpl
+def finetunekit_register_formats(register):
+    register(Format(
+        name="h5", suffix=".h5", save=save_h5, load=load_h5,
+        description="Legacy Keras H5 (the seed's format): architecture and weights, no optimizer state.",
+    ))
