@@ -32,6 +32,7 @@ CHECKPOINT_DIR = "checkpoints"
 SUFFIX = ".ckpt"
 VERSION = 1
 _NAME = re.compile(r"^epoch-(\d+)\.ckpt$")
+_COUNTER = re.compile(r"_\d+(?=/|$)")
 
 
 @dataclass(frozen=True)
@@ -120,9 +121,15 @@ def read_checkpoint(path: Path) -> Checkpoint:
                       optimizer=optimizer)
 
 
+def _generic(path: str) -> str:
+    # Keras numbers auto-named objects per process (seed_generator_2 in one process,
+    # seed_generator_1 in the next); compare paths without those counters.
+    return _COUNTER.sub("", path)
+
+
 def _assign(variables, saved: list[tuple[str, np.ndarray]], what: str, source: Path) -> None:
-    paths = [v.path for v in variables]
-    saved_paths = [p for p, _ in saved]
+    paths = [_generic(v.path) for v in variables]
+    saved_paths = [_generic(p) for p, _ in saved]
     if paths != saved_paths:
         missing = sorted(set(paths) - set(saved_paths))[:3]
         extra = sorted(set(saved_paths) - set(paths))[:3]

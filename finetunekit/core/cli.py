@@ -86,9 +86,61 @@ def run(recipe, overrides, plugins, overwrite):
     recipe_obj = _recipe(recipe, overrides, overwrite)
     engine = _engine(plugins, progress=True)
     result = engine.run(recipe_obj)
-    last = result.history[-1] if result.history else {}
-    summary = "  ".join(f"{k} {v:.4f}" for k, v in last.items() if isinstance(v, float))
-    click.echo(f"done: {len(result.history)} epoch(s)  {summary}")
+    click.echo(f"done: {len(result.history)} epoch(s)  {_summary(result)}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@plugin_option
+@handle_errors
+def resume(run_dir, plugins):
+    """Continue an interrupted run from the newest checkpoint in RUN_DIR."""
+    result = _engine(plugins, progress=True).resume(Path(run_dir))
+    click.echo(f"done: {len(result.history)} epoch(s)  {_summary(result)}")
+
+
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder of class sub-folders with the new training images.")
+@click.option("--validation", "validation_dir", type=click.Path(file_okay=False),
+              help="Folder of class sub-folders for validation.")
+@click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False),
+              help="The recipe the model was trained with (default: recipe.toml beside it).")
+@click.option("--strategy", help="Switch strategy (e.g. full); its keys via --set strategy.KEY=...")
+@click.option("--epochs", type=int, help="Epochs to train.")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Run folder for the retrained model (default: <model folder>-retrained).")
+@set_option
+@plugin_option
+@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+@click.option("--unsafe", is_flag=True, help="Allow loading models that carry Python code.")
+@handle_errors
+def retrain(model, data_dir, validation_dir, recipe_path, strategy, epochs, out, overrides,
+            plugins, overwrite, unsafe):
+    """Load a saved MODEL (a run folder or a model file) and train it on new data."""
+    from finetunekit.core.recipe import Recipe, parse_assignment
+
+    model_path = Path(model)
+    folder = model_path if model_path.is_dir() else model_path.parent
+    changes = {"data.source": "folder", "data.train": data_dir,
+               "save.path": out or f"{folder.resolve()}-retrained", "save.overwrite": overwrite}
+    if validation_dir:
+        changes["data.validation"] = validation_dir
+    if strategy:
+        changes["strategy.name"] = strategy
+    if epochs is not None:
+        changes["train.epochs"] = epochs
+    recipe = Recipe.from_toml(recipe_path) if recipe_path else None
+    assignments = dict(parse_assignment(text) for text in overrides)
+    result = _engine(plugins, progress=True).retrain(
+        model_path, recipe=recipe, overrides={**assignments, **changes}, safe_mode=not unsafe)
+    click.echo(f"done: {len(result.history)} epoch(s)  {_summary(result)}; saved {result.path}")
+
+
+def _summary(run) -> str:
+    last = run.history[-1] if run.history else {}
+    return "  ".join(f"{k} {v:.4f}" for k, v in last.items() if isinstance(v, float))
 
 
 @main.command()

@@ -48,6 +48,11 @@ def apply_trainable(base: Any, names: Iterable[str], *, train_bn: bool = False,
                     original: Mapping[str, bool] | None = None) -> None:
     """Train exactly the base's top-level layers in `names`; freeze the rest.
 
+    BatchNorm layers among `names` follow `train_bn`: if True they train whole (batch
+    statistics, moving averages, gamma, beta), whatever `variables` says; if False they
+    stay frozen in inference mode (moving statistics used and kept) and only the gamma
+    and beta that `variables` picks train.
+
     Args:
         base: keras.Model. The base.
         names: iterable of str. Top-level layer names that train.
@@ -71,12 +76,17 @@ def apply_trainable(base: Any, names: Iterable[str], *, train_bn: bool = False,
             freeze(layer)
             continue
         make_trainable(layer, train_bn=train_bn)
-        if not layer.trainable:  # a BatchNorm layer kept frozen
-            continue
+        batch_norm = is_batch_norm(layer)
+        if batch_norm and layer.trainable:
+            continue  # trains whole: the filter is about the other layers
         # Keras 3 sets every variable's flag with the layer's; put back each one's own
         # (a LoRA-frozen kernel stays frozen), then apply the stage's variable choice.
         for variable in layer.weights:
             flag = original.get(variable.path, True) if original else variable.trainable
+            if batch_norm:
+                # A frozen layer runs in inference mode, yet Keras still trains those of
+                # its variables flagged trainable: gamma and beta move, statistics stay.
+                flag = flag and variables is not None and is_norm_parameter(layer, variable)
             if variables is not None and flag:
                 flag = bool(variables(layer, variable))
             variable.trainable = flag

@@ -197,7 +197,7 @@ class Recipe:
         valid TOML is taken as a string, so ``strategy.name=full`` needs no quotes.
         """
         data = copy.deepcopy(self._sections)
-        items = assignments.items() if isinstance(assignments, Mapping) else map(_split_assignment, assignments)
+        items = assignments.items() if isinstance(assignments, Mapping) else map(parse_assignment, assignments)
         for dotted, value in items:
             section, _, key = dotted.partition(".")
             if not key or "." in key:
@@ -213,7 +213,8 @@ class Recipe:
         return Recipe(data, source=self.source)
 
 
-def _split_assignment(text: str) -> tuple[str, Any]:
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """Split ``section.key=value`` into the dotted key and the parsed value."""
     dotted, sep, raw = text.partition("=")
     if not sep:
         raise RecipeError(f"An override must look like section.key=value. Received: '{text}'.")

@@ -1,0 +1,76 @@
+"""A plugin the resume tests load with --plugin: a two-stage strategy, and a SIGKILL of
+its own process at the moment named by FINETUNEKIT_TEST_KILL:
+
+* ``after-epoch:N``: right after epoch N's checkpoint is in place;
+* ``mid-write:N``: halfway through writing epoch N's checkpoint (a truncated temp file);
+* ``before-rename:N``: epoch N's checkpoint written in full but not yet renamed;
+* ``final-save``: while the final model file is being moved into place.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from finetunekit import Plan, Stage, Strategy, hookimpl
+from finetunekit.core import checkpoint, persistence
+
+KIND, _, WHEN = os.environ.get("FINETUNEKIT_TEST_KILL", "").partition(":")
+
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _epoch_file(epoch: str) -> str:
+    return f"epoch-{int(epoch):04d}.ckpt"
+
+
+if KIND == "mid-write":
+    real_savez = checkpoint.np.savez
+
+    def savez(handle, *args, **kwargs):
+        if _epoch_file(WHEN) in os.readlink(f"/proc/self/fd/{handle.fileno()}"):
+            handle.write(b"PK\x03\x04 half a checkpoint")
+            handle.flush()
+            _die()
+        return real_savez(handle, *args, **kwargs)
+
+    checkpoint.np.savez = savez
+
+if KIND == "before-rename":
+    real_replace = checkpoint.os.replace
+
+    def replace(src, dst):
+        if str(dst).endswith(_epoch_file(WHEN)):
+            _die()
+        return real_replace(src, dst)
+
+    checkpoint.os.replace = replace
+
+if KIND == "final-save":
+    real_save_replace = persistence.os.replace
+
+    def final_replace(src, dst):
+        if str(dst).endswith("model.keras"):
+            _die()
+        return real_save_replace(src, dst)
+
+    persistence.os.replace = final_replace
+
+
+@hookimpl(trylast=True)
+def finetunekit_epoch_end(run, epoch):
+    if KIND == "after-epoch" and epoch == int(WHEN):
+        _die()
+
+
+@hookimpl
+def finetunekit_register_strategies(register):
+    def plan(context):
+        return Plan((
+            Stage("probe", 2, frozenset(), context.learning_rate),
+            Stage("tune", 2, frozenset(context.layer_names[-4:]), context.learning_rate / 10),
+        ))
+
+    register(Strategy(name="probe_then_tune", plan=plan, description="test: 2 + 2 epochs"))
