@@ -14,14 +14,14 @@ Everything here uses 32x32 inputs and random weights, so it runs in seconds on a
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from finetunekit.core.components import Data
 from finetunekit.core.engine import Engine, Run
-from finetunekit.core.freezing import is_batch_norm
+from finetunekit.core.freezing import is_batch_norm, is_norm_parameter
 from finetunekit.core.recipe import Recipe
 
 SIZE = 32
@@ -84,60 +84,166 @@ def changed_layers(before: Mapping[str, list[np.ndarray]],
     }
 
 
+def snapshot_variables(variables: Iterable[Any]) -> dict[str, np.ndarray]:
+    """Copies of variables' values, by variable path."""
+    return {v.path: np.array(v.numpy(), copy=True) for v in variables}
+
+
 @dataclass(frozen=True)
 class StepReport:
-    """What one training step of one stage changed."""
+    """What one training step of one stage changed.
+
+    Attributes:
+        stage: the :class:`~finetunekit.Stage`.
+        changed: base layers any of whose weights changed in any bit.
+        expected: base layers the stage declares will change.
+        weighted: base layers that have weights.
+        head_changed: whether any head weight changed.
+        changed_variables: paths of base variables that changed in any bit.
+        expected_variables: paths of base variables the stage declares will change
+            (BatchNorm moving statistics included when BatchNorm trains).
+        statistics: paths of the BatchNorm moving statistics the stage declares will update.
+        steps: variable path (base and head) -> largest absolute change in the step.
+        rates: variable path -> the learning rate the stage declares for it (base
+            variables expected to train, and the head's).
+    """
 
     stage: Any
     changed: set[str]
     expected: set[str]
     weighted: set[str]
     head_changed: bool
+    changed_variables: set[str] = field(default_factory=set)
+    expected_variables: set[str] = field(default_factory=set)
+    statistics: set[str] = field(default_factory=set)
+    steps: dict[str, float] = field(default_factory=dict)
+    rates: dict[str, float] = field(default_factory=dict)
+
+
+def _is_statistic(variable: Any) -> bool:
+    return variable.path.rsplit("/", 1)[-1] in ("moving_mean", "moving_variance")
+
+
+def expected_variables(run: Run, stage: Any) -> dict[str, Any]:
+    """Base variables a step of `stage` should change, by path, per the Stage contract.
+
+    In a layer of ``stage.trainable``: a BatchNorm layer with ``train_bn`` changes whole
+    (moving statistics too); a BatchNorm layer without it changes only the gamma and beta
+    the ``variables`` filter picks; any other layer changes the variables that were
+    trainable after planning (``run.variable_flags``: a LoRA-frozen kernel is not) and
+    that the filter picks.
+    """
+    found = {}
+    for layer in run.base.layers:
+        if layer.name not in stage.trainable:
+            continue
+        batch_norm = is_batch_norm(layer)
+        for variable in layer.weights:
+            if batch_norm and stage.train_bn:
+                chosen = True
+            elif batch_norm:
+                chosen = (stage.variables is not None and is_norm_parameter(layer, variable)
+                          and bool(stage.variables(layer, variable)))
+            else:
+                chosen = (run.variable_flags.get(variable.path, variable.trainable)
+                          and (stage.variables is None or bool(stage.variables(layer, variable))))
+            if chosen:
+                found[variable.path] = layer
+    return found
 
 
 def expected_to_change(run: Run, stage: Any) -> set[str]:
-    """Base layers with weights that a step of `stage` should change.
-
-    A layer in ``stage.trainable`` changes if it has weights, unless it is BatchNorm and
-    the stage keeps BatchNorm frozen.
-    """
-    return {
-        layer.name for layer in run.base.layers
-        if layer.name in stage.trainable and layer.weights
-        and (stage.train_bn or not is_batch_norm(layer))
-    }
+    """Base layers with weights that a step of `stage` should change: those holding a
+    variable of :func:`expected_variables`."""
+    return {layer.name for layer in expected_variables(run, stage).values()}
 
 
 def step_each_stage(engine: Engine, run: Run, data: Data | None = None) -> list[StepReport]:
-    """Run one real training step per stage; report which base layers changed."""
+    """Run one real training step per stage; report which base layers and variables
+    changed, by how much, and the learning rate each was declared to get."""
     data = data or tiny_data(classes=int(run.model.output_shape[-1]))
     x, y = data.train
     reports = []
     for index, stage in enumerate(run.plan.stages):
         engine.compile_stage(run, index, steps_per_epoch=1)
         before = snapshot(run.base.layers)
+        variables = list(run.base.weights) + list(run.head.layer.weights)
+        values = snapshot_variables(variables)
         head_before = snapshot([run.head.layer])
         run.model.train_on_batch(x, y)
+        after = snapshot_variables(variables)
         changed = changed_layers(before, snapshot(run.base.layers))
         head_changed = bool(changed_layers(head_before, snapshot([run.head.layer])))
+        base_paths = {v.path for v in run.base.weights}
+        expected = expected_variables(run, stage)
+        rates = {path: stage.learning_rate * stage.lr_scales.get(layer.name, 1.0)
+                 for path, layer in expected.items()}
+        rates.update({v.path: stage.learning_rate for v in run.head.layer.trainable_weights})
+        statistics = {v.path for v in run.base.weights if v.path in expected and _is_statistic(v)}
+        for path in statistics:
+            del rates[path]
         reports.append(StepReport(
             stage=stage, changed=changed, expected=expected_to_change(run, stage),
             weighted={layer.name for layer in run.base.layers if layer.weights},
             head_changed=head_changed,
+            changed_variables={p for p in base_paths if not np.array_equal(values[p], after[p])},
+            expected_variables=set(expected), statistics=statistics,
+            steps={p: float(np.max(np.abs(after[p] - values[p]), initial=0.0)) for p in values},
+            rates=rates,
         ))
     return reports
+
+
+DEAD_GRADIENT = 0.02
+"""A layer whose largest first Adam step is below this fraction of its rate has a
+vanishing gradient (e.g. a convolution's bias feeding a BatchNorm that uses batch
+statistics) and says nothing about its learning rate."""
+
+
+def wrong_rates(report: StepReport, tolerance: float = 0.1) -> dict[str, tuple[float, float]]:
+    """Layers (base and head) whose measured learning rate is not the declared one.
+
+    Adam's first update of an element is ``lr * g / (|g| + eps')`` (``eps'`` about 3e-6),
+    so no element moves more than ``lr``, and the largest-moving one of a layer with a
+    real gradient moves by ``lr``. A variable moving more than its rate is wrong; so is a
+    layer whose largest step is not its rate, unless its gradient vanishes
+    (:data:`DEAD_GRADIENT`).
+
+    Returns:
+        layer (or variable) path -> (measured step, declared rate).
+    """
+    wrong: dict[str, tuple[float, float]] = {}
+    largest: dict[str, tuple[float, float]] = {}
+    for path, rate in report.rates.items():
+        step = report.steps[path]
+        if step > rate * (1 + tolerance):
+            wrong[path] = (step, rate)
+        layer = path.rsplit("/", 1)[0]
+        if layer not in largest or step / rate > largest[layer][0] / largest[layer][1]:
+            largest[layer] = (step, rate)
+    for layer, (step, rate) in largest.items():
+        if DEAD_GRADIENT <= step / rate < 1 - tolerance:
+            wrong[layer] = (step, rate)
+    return wrong
 
 
 def check_strategy(name: str, params: Mapping[str, Any] | None = None, *,
                    backbones: Iterable[str] = ("vgg16", "resnet50"),
                    plugins: Iterable[Any] = (), engine: Engine | None = None,
-                   train_bn: bool = False) -> list[StepReport]:
-    """Prove a strategy's freezing semantics after real training steps.
+                   train_bn: bool = False, epochs: int = 1, learning_rate: float = 1e-3,
+                   check_rates: bool = True, rate_tolerance: float = 0.1) -> list[StepReport]:
+    """Prove a strategy's semantics after real training steps.
 
     For each backbone, builds a tiny model, then for every stage of the plan takes one
-    training step and checks: exactly the base layers the stage trains changed; every
-    other base weight (BatchNorm moving statistics included) is bit-identical; the head
-    changed.
+    training step with Adam and checks:
+
+    * every base variable the stage does not train is bit-identical (BatchNorm moving
+      statistics included), and every layer it trains changed;
+    * BatchNorm moving statistics updated exactly where BatchNorm trains;
+    * the head changed;
+    * each variable that moved got the learning rate the stage declares
+      (``learning_rate * lr_scales[layer]``): Adam's first update of an element is
+      ``lr * g / (|g| + eps)``, so a variable's largest change is its learning rate.
 
     Args:
         name: str. Strategy name.
@@ -146,24 +252,39 @@ def check_strategy(name: str, params: Mapping[str, Any] | None = None, *,
         plugins: iterable. Plugins to register (where the strategy comes from).
         engine: Engine or None. Use this engine instead of making one.
         train_bn: bool. ``strategy.train_bn``.
+        epochs: int. ``train.epochs``, for strategies that split them into stages.
+        learning_rate: float. ``optimizer.learning_rate``.
+        check_rates: bool. Check the learning rates. Defaults to True.
+        rate_tolerance: float. Relative tolerance of the learning-rate check.
 
     Returns:
         The :class:`StepReport` of every stage of every backbone.
 
     Raises:
-        AssertionError: naming the backbone, the stage and the offending layers.
+        AssertionError: naming the backbone, the stage and the offending layers or
+            variables.
     """
     engine = engine or Engine(plugins=list(plugins), entry_points=False)
     reports = []
     for backbone in backbones:
-        recipe = tiny_recipe(backbone, {"name": name, "train_bn": train_bn, **(params or {})})
+        recipe = tiny_recipe(backbone, {"name": name, "train_bn": train_bn, **(params or {})},
+                             epochs=epochs, learning_rate=learning_rate)
         run = engine.build(recipe)
         for report in step_each_stage(engine, run):
             where = f"strategy '{name}' on {backbone}, stage '{report.stage.name}'"
             missing = report.expected - report.changed
-            extra = report.changed - report.expected
+            frozen = report.changed_variables - report.expected_variables
+            stale = report.statistics - report.changed_variables
+            assert not frozen, f"{where}: frozen variables changed: {sorted(frozen)[:8]}"
             assert not missing, f"{where}: layers that should train did not change: {sorted(missing)[:8]}"
-            assert not extra, f"{where}: frozen layers changed: {sorted(extra)[:8]}"
+            assert not stale, f"{where}: BatchNorm statistics did not update: {sorted(stale)[:8]}"
             assert report.head_changed, f"{where}: the head did not change"
+            if check_rates:
+                wrong = wrong_rates(report, rate_tolerance)
+                assert not wrong, (
+                    f"{where}: layers did not get their declared learning rate "
+                    "(layer: (largest first Adam step, declared rate)): "
+                    + ", ".join(f"{n}: ({m:.3g}, {r:.3g})" for n, (m, r) in sorted(wrong.items())[:6])
+                )
             reports.append(report)
     return reports

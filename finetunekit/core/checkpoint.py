@@ -45,6 +45,7 @@ class Checkpoint:
         stage_index: int. The stage that was training.
         recipe: str. The recipe as TOML.
         history: list of dict. Per-epoch rows so far.
+        steps_per_epoch: int or None. Batches per epoch (positions a cosine schedule).
         model: list of (variable path, array), in the model's variable order.
         optimizer: list of (variable path, array); empty if no optimizer was built.
     """
@@ -54,6 +55,7 @@ class Checkpoint:
     stage_index: int
     recipe: str
     history: list[dict[str, Any]]
+    steps_per_epoch: int | None
     model: list[tuple[str, np.ndarray]]
     optimizer: list[tuple[str, np.ndarray]]
 
@@ -63,7 +65,8 @@ def _values(variables) -> tuple[list[str], list[np.ndarray]]:
 
 
 def write_checkpoint(path: Path, model: Any, *, epoch: int = 0, stage_index: int = 0,
-                     recipe: str = "", history: list | None = None) -> Path:
+                     recipe: str = "", history: list | None = None,
+                     steps_per_epoch: int | None = None) -> Path:
     """Write `model` (and its optimizer, if compiled and built) to `path`, atomically."""
     model_paths, model_values = _values(model.variables)
     optimizer = getattr(model, "optimizer", None)
@@ -74,6 +77,7 @@ def write_checkpoint(path: Path, model: Any, *, epoch: int = 0, stage_index: int
         "finetunekit_checkpoint": VERSION, "epoch": epoch, "stage_index": stage_index,
         "recipe": recipe, "history": history or [], "model_paths": model_paths,
         "optimizer_paths": opt_paths, "backend": keras.backend.backend(),
+        "steps_per_epoch": steps_per_epoch,
     }
     arrays = {f"m{i}": value for i, value in enumerate(model_values)}
     arrays.update({f"o{i}": value for i, value in enumerate(opt_values)})
@@ -117,7 +121,8 @@ def read_checkpoint(path: Path) -> Checkpoint:
             f"'{path}' is not a readable finetunekit checkpoint ({type(exc).__name__}: {exc})."
         ) from exc
     return Checkpoint(path=path, epoch=int(meta["epoch"]), stage_index=int(meta["stage_index"]),
-                      recipe=meta["recipe"], history=meta["history"], model=model,
+                      recipe=meta["recipe"], history=meta["history"],
+                      steps_per_epoch=meta.get("steps_per_epoch"), model=model,
                       optimizer=optimizer)
 
 

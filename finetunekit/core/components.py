@@ -57,13 +57,15 @@ class Stage:
         learning_rate: float. Peak learning rate of the optimizer built for this stage.
         train_bn: bool. Whether BatchNormalization layers among ``trainable`` train
             (batch statistics, moving averages, gamma and beta). If False they stay
-            frozen and run in inference mode.
+            frozen and run in inference mode; only a ``variables`` filter that picks
+            their gamma or beta trains those (moving statistics still kept).
         lr_scales: mapping of str to float. Per base layer, a factor on
             ``learning_rate`` for that layer's variables: a true per-variable learning
             rate, applied inside the optimizer's update (not by scaling gradients, which
             Adam and RMSprop would undo). Layers not listed, and the head, get 1.0.
         variables: callable or None. ``variables(layer, variable)`` says which variables
             of the trainable layers train (e.g. only biases); None: all of them.
+            BatchNorm layers that train (``train_bn``) train whole whatever it says.
     """
 
     name: str

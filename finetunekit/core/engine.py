@@ -61,6 +61,7 @@ class Run:
         class_names: list of str or None. From the data, once loaded.
         variable_flags: dict. Each base variable's own trainable flag after planning
             (a strategy may change some, e.g. LoRA), restored at every stage.
+        steps_per_epoch: int or None. Batches per epoch, once training started.
     """
 
     recipe: Recipe
@@ -74,6 +75,7 @@ class Run:
     history: list[dict[str, Any]] = field(default_factory=list)
     stage_index: int = 0
     variable_flags: dict[str, bool] = field(default_factory=dict)
+    steps_per_epoch: int | None = None
     class_names: list[str] | None = None
 
     @property
@@ -372,7 +374,7 @@ class Engine:
         _check_data(data, run)
         run.class_names = data.class_names
         batch_size = run.recipe["data"]["batch_size"]
-        steps = _steps_per_epoch(data.train, batch_size)
+        steps = run.steps_per_epoch = _steps_per_epoch(data.train, batch_size)
         keras.utils.set_random_seed(run.recipe["train"]["seed"])
         start = resume.epoch if resume else 0
         if resume:
@@ -472,14 +474,20 @@ class Engine:
                 "it. Retrain from the run's model.keras or a checkpoint (format 'keras' or "
                 "'checkpoint')."
             )
+        source = recipe
         recipe = (recipe or self._recipe_beside(file)).with_overrides(overrides)
-        recipe = recipe.with_overrides({"backbone.weights": "none"})  # the weights come from the file
+        changes: dict[str, Any] = {"backbone.weights": "none"}  # the weights come from the file
+        target = recipe["save"]["path"]
+        if target and Path(target).resolve() == file.parent.resolve():
+            changes["save.path"] = f"{file.parent}-retrained"  # never over the source run
+        recipe = recipe.with_overrides(changes)
         self.validate(recipe, data=data is None)
         path = Path(recipe["save"]["path"]) if recipe["save"]["path"] else None
         if path is not None:
             check_run_folder(path, overwrite=recipe["save"]["overwrite"])
         run = self.build(recipe)
-        loaded = self.load_model(file, format=fmt.name, safe_mode=safe_mode, recipe=recipe)
+        # the saved model as it was trained (its own recipe), then its weights into the new
+        loaded = self.load_model(file, format=fmt.name, safe_mode=safe_mode, recipe=source)
         _copy_weights(loaded, run.model, file)
         data = data if data is not None else self.load_data(recipe)
         if path is not None:
@@ -520,8 +528,12 @@ class Engine:
         """
         file, fmt = self._locate(Path(path), format)
 
-        def template():
-            return self.build(recipe or self._recipe_beside(file)).model
+        def template(stage: int | None = None, steps_per_epoch: int | None = None,
+                     own_recipe: Recipe | None = None):
+            run = self.build(own_recipe or recipe or self._recipe_beside(file))
+            if stage is not None:
+                self.compile_stage(run, stage, steps_per_epoch)
+            return run.model
 
         model = self.call("finetunekit_load_model", format=fmt, path=file, safe_mode=safe_mode,
                           template=template)

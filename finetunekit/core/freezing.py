@@ -151,6 +151,23 @@ def last_blocks(blocks: Sequence[Sequence[str]], n: int, *, key: str = "strategy
     return [name for block in blocks[len(blocks) - n:] for name in block]
 
 
+def last_blocks_or_all(blocks: Sequence[Sequence[str]], n: int | None, *,
+                       key: str = "strategy.unfreeze_blocks") -> list[str]:
+    """Layer names of the last `n` blocks, or of every block when `n` is None.
+
+    Raises:
+        RecipeError: `n` is not between 1 and the number of blocks; names `key`.
+    """
+    if n is None:
+        return [name for block in blocks for name in block]
+    return last_blocks(blocks, n, key=key)
+
+
+def block_index(blocks: Sequence[Sequence[str]]) -> dict[str, int]:
+    """Each layer name's block, counted from 0 at the stem."""
+    return {name: index for index, block in enumerate(blocks) for name in block}
+
+
 def group_blocks(names: Sequence[str], pattern: str | None) -> list[list[str]]:
     """Group layer names into ordered blocks by a regular expression.
 

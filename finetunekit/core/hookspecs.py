@@ -170,8 +170,10 @@ def finetunekit_load_model(format, path, safe_mode, template):
     :param format: the :class:`~finetunekit.Format` the file was written in.
     :param path: :class:`pathlib.Path` to read.
     :param safe_mode: bool. If True, refuse to deserialise arbitrary Python code.
-    :param template: callable. ``template()`` returns a freshly built ``keras.Model``
-        of the run's recipe, for formats that hold weights but no architecture; it
+    :param template: callable. ``template(stage=None, steps_per_epoch=None,
+        own_recipe=None)`` returns a freshly built ``keras.Model`` of the run's recipe
+        (or of ``own_recipe``, for a file that carries its recipe), compiled for
+        ``stage`` when given; for formats that hold weights but no architecture. It
         raises :class:`~finetunekit.PersistenceError` when no recipe is known.
     :return: a ``keras.Model``.
 

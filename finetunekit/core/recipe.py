@@ -195,9 +195,19 @@ class Recipe:
 
         Values are parsed as TOML (``2e-5``, ``[256]``, ``true``); anything that is not
         valid TOML is taken as a string, so ``strategy.name=full`` needs no quotes.
+        Selecting another component (``strategy.name=full``) drops the previous
+        component's own keys from that section, unless they are assigned too.
         """
         data = copy.deepcopy(self._sections)
-        items = assignments.items() if isinstance(assignments, Mapping) else map(parse_assignment, assignments)
+        items = list(assignments.items() if isinstance(assignments, Mapping)
+                     else map(parse_assignment, assignments))
+        for dotted, value in items:
+            # a new component in a section: the old one's own keys no longer apply
+            section, _, key = dotted.partition(".")
+            if NAME_KEYS.get(section) == key and data.get(section, {}).get(key) != value:
+                given = {d.partition(".")[2] for d, _ in items if d.partition(".")[0] == section}
+                data[section] = {k: v for k, v in data[section].items()
+                                 if k in CORE_KEYS[section] or k in given}
         for dotted, value in items:
             section, _, key = dotted.partition(".")
             if not key or "." in key:

@@ -17,5 +17,5 @@ def finetunekit_epoch_end(run, stage, epoch, logs):
         return
     write_checkpoint(checkpoint_path(run.path, epoch), run.model, epoch=epoch,
                      stage_index=run.stage_index, recipe=run.recipe.to_toml(),
-                     history=run.history)
+                     history=run.history, steps_per_epoch=run.steps_per_epoch)
     prune_checkpoints(run.path, keep)

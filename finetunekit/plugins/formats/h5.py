@@ -16,7 +16,16 @@ from finetunekit.plugins.formats.native import refuse_lambda
 
 
 def save_h5(model, path, run=None) -> None:
-    model.save(str(path))
+    # Keras's legacy H5 writer pops "optimizer" out of the model's own compile config
+    # (keras/src/legacy/saving/saving_utils.py), so a later .keras save of the same
+    # model would record no optimizer and reload with a default one. Restore it.
+    compile_config = getattr(model, "_compile_config", None)
+    kept = dict(compile_config.config) if compile_config is not None else None
+    try:
+        model.save(str(path))
+    finally:
+        if kept is not None:
+            compile_config.config = kept
 
 
 def load_h5(path, safe_mode=True, template=None):

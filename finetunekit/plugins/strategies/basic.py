@@ -1,6 +1,7 @@
-"""Built-in strategies: feature extraction, partial and full fine-tuning (the seed's three).
+"""The three basic strategies: feature extraction, partial and full fine-tuning (the seed's).
 
-Each is a few lines over :mod:`finetunekit.core.freezing`.
+Each is a few lines over :mod:`finetunekit.core.freezing`. Registered through the
+package, as plugin ``finetunekit.plugins.strategies``.
 """
 
 from __future__ import annotations
