@@ -193,3 +193,35 @@ def test_plugin_option_registers_a_module(tmp_path, monkeypatch):
     result = _invoke("describe", recipe, "--json", "--plugin", "cli_test_plugin")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["trainable_params"] == 2_097_665
+
+
+def test_retrain_on_new_data_from_a_run_folder(tmp_path):
+    first = _image_folder(tmp_path / "first")
+    more = _image_folder(tmp_path / "more", per_class=3)
+    out = tmp_path / "runs" / "first"
+    recipe = _write(tmp_path, f"""
+[backbone]
+name = "vgg16"
+weights = "none"
+input_shape = [32, 32, 3]
+[head]
+classes = 1
+[data]
+train = "{first}"
+batch_size = 4
+[train]
+epochs = 1
+[save]
+path = "{out}"
+""")
+    assert _invoke("run", recipe).exit_code == 0
+    result = _invoke("retrain", out, "--data", more, "--strategy", "partial",
+                     "--set", "strategy.unfreeze_blocks=1", "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    again = Path(f"{out.resolve()}-retrained")
+    assert (again / "model.keras").exists()
+    assert Recipe.from_toml(again / "recipe.toml")["strategy"] == {
+        "name": "partial", "unfreeze_blocks": 1, "train_bn": False}
+    assert Recipe.from_toml(again / "recipe.toml")["data"]["train"] == str(more)
+    refused = _invoke("retrain", out, "--data", more)
+    assert refused.exit_code == 2 and "not empty" in refused.output

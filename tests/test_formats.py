@@ -37,7 +37,7 @@ def test_round_trip_gives_identical_predictions(trained, name):
     np.testing.assert_array_equal(_predict(loaded), _predict(run.model))
 
 
-@pytest.mark.parametrize("name", ["keras", "checkpoint"])
+@pytest.mark.parametrize("name", ["keras", "h5", "checkpoint"])
 def test_formats_that_hold_optimizer_state_restore_it(trained, name):
     engine, run, folder = trained
     path = engine.save_model(run.model, folder / f"state{FORMATS[name]}", name, run=run)
@@ -48,9 +48,10 @@ def test_formats_that_hold_optimizer_state_restore_it(trained, name):
         np.testing.assert_array_equal(np.asarray(a.numpy()), np.asarray(b.numpy()))
 
 
-def test_keras_holds_trainable_flags(trained):
+@pytest.mark.parametrize("name", ["keras", "h5"])
+def test_model_formats_hold_trainable_flags(trained, name):
     engine, run, folder = trained
-    loaded = engine.load_model(folder / "model.keras")
+    loaded = engine.load_model(engine.save_model(run.model, folder / f"flags{FORMATS[name]}", name))
     base = loaded.get_layer(run.base.name)
     assert [(l.name, l.trainable) for l in base.layers if l.weights] == \
         [(l.name, l.trainable) for l in run.base.layers if l.weights]

@@ -1,7 +1,7 @@
 """The legacy Keras H5 format the seed uses (``model.save("my_h5_model.h5")``).
 
-Keras 3 writes it through its legacy path: architecture and weights, no optimizer
-state. Retraining from it starts a fresh optimizer.
+Keras 3 writes it through its legacy path: architecture, weights and the optimizer's
+state (Keras 3.15; tests/test_formats.py checks it).
 """
 
 from __future__ import annotations
@@ -48,5 +48,5 @@ def load_h5(path, safe_mode=True, template=None):
 def finetunekit_register_formats(register):
     register(Format(
         name="h5", suffix=".h5", save=save_h5, load=load_h5,
-        description="Legacy Keras H5 (the seed's format): architecture and weights, no optimizer state.",
+        description="Legacy Keras H5 (the seed's format): architecture, weights, optimizer state.",
     ))
