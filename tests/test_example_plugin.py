@@ -151,3 +151,25 @@ def test_example_passes_the_conformance_helper(example_engine):
 
     reports = check_strategy("last_conv_layers", {"n": 2}, engine=example_engine)
     assert [len(report.changed) for report in reports] == [2, 1]  # ResNet's last two: conv + frozen BN
+
+
+def test_example_adds_a_format_with_a_clear_error_without_its_dependencies(example_engine, tmp_path):
+    from finetunekit import PersistenceError
+    from finetunekit.testing import tiny_recipe
+
+    rows = {(row["kind"], row["name"]): row for row in example_engine.components()}
+    assert rows[("format", "onnx")]["plugin"] == ENTRY_POINT
+    from finetunekit.testing import tiny_data
+
+    model = example_engine.run(tiny_recipe(), data=tiny_data(), save=False).model
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        with pytest.raises(PersistenceError, match="needs Keras's ONNX exporter"):
+            example_engine.save_model(model, tmp_path / "m.onnx", "onnx")
+        assert not list(tmp_path.iterdir())  # nothing half-written left behind
+    else:
+        assert example_engine.save_model(model, tmp_path / "m.onnx", "onnx").stat().st_size > 0
+    (tmp_path / "x.onnx").write_bytes(b"onnx")
+    with pytest.raises(PersistenceError, match="export for serving"):
+        example_engine.load_model(tmp_path / "x.onnx")
