@@ -29,6 +29,7 @@ _EXPORTS = {
     "Optimizer": "finetunekit.core.components",
     "Format": "finetunekit.core.components",
     "DataSource": "finetunekit.core.components",
+    "Augmentation": "finetunekit.core.components",
     "Data": "finetunekit.core.components",
     "DataContext": "finetunekit.core.components",
     "Stage": "finetunekit.core.components",

@@ -158,14 +158,25 @@ def expected_to_change(run: Run, stage: Any) -> set[str]:
     return {layer.name for layer in expected_variables(run, stage).values()}
 
 
-def step_each_stage(engine: Engine, run: Run, data: Data | None = None) -> list[StepReport]:
+def step_each_stage(engine: Engine, run: Run, data: Data | None = None, *,
+                    epsilon: float | None = None) -> list[StepReport]:
     """Run one real training step per stage; report which base layers and variables
-    changed, by how much, and the learning rate each was declared to get."""
+    changed, by how much, and the learning rate each was declared to get.
+
+    Args:
+        engine: the :class:`~finetunekit.Engine` that built `run`.
+        run: the :class:`~finetunekit.Run`.
+        data: :class:`~finetunekit.Data` or None (tiny random images).
+        epsilon: float or None. If given, set as the optimizer's ``epsilon`` (Adam) before
+            each step; :data:`EXACT_EPSILON` makes the step size the learning rate.
+    """
     data = data or tiny_data(classes=int(run.model.output_shape[-1]))
     x, y = data.train
     reports = []
     for index, stage in enumerate(run.plan.stages):
         engine.compile_stage(run, index, steps_per_epoch=1)
+        if epsilon is not None:
+            run.model.optimizer.epsilon = epsilon  # read when the train step is traced
         before = snapshot(run.base.layers)
         variables = list(run.base.weights) + list(run.head.layer.weights)
         values = snapshot_variables(variables)
@@ -194,37 +205,26 @@ def step_each_stage(engine: Engine, run: Run, data: Data | None = None) -> list[
     return reports
 
 
-DEAD_GRADIENT = 0.02
-"""A layer whose largest first Adam step is below this fraction of its rate has a
-vanishing gradient (e.g. a convolution's bias feeding a BatchNorm that uses batch
-statistics) and says nothing about its learning rate."""
+EXACT_EPSILON = 1e-16
+"""Adam's epsilon for rate checks: with it, Adam's first update of an element is
+``lr * g / (|g| + 3e-15)``, that is ``lr`` for any gradient that is not exactly zero
+(Keras's default 1e-7 shrinks the step of elements whose gradient is below about 1e-5,
+such as a convolution's bias feeding a BatchNorm that uses batch statistics)."""
 
 
 def wrong_rates(report: StepReport, tolerance: float = 0.1) -> dict[str, tuple[float, float]]:
-    """Layers (base and head) whose measured learning rate is not the declared one.
+    """Variables whose measured learning rate is not the declared one.
 
-    Adam's first update of an element is ``lr * g / (|g| + eps')`` (``eps'`` about 3e-6),
-    so no element moves more than ``lr``, and the largest-moving one of a layer with a
-    real gradient moves by ``lr``. A variable moving more than its rate is wrong; so is a
-    layer whose largest step is not its rate, unless its gradient vanishes
-    (:data:`DEAD_GRADIENT`).
+    Needs a report of a first Adam step with :data:`EXACT_EPSILON`: every element with a
+    gradient then moves by exactly its learning rate, so each variable that moved at all
+    must have moved by its declared rate.
 
     Returns:
-        layer (or variable) path -> (measured step, declared rate).
+        variable path -> (largest absolute change, declared rate), for each variable
+        whose change is off by more than `tolerance` (relative).
     """
-    wrong: dict[str, tuple[float, float]] = {}
-    largest: dict[str, tuple[float, float]] = {}
-    for path, rate in report.rates.items():
-        step = report.steps[path]
-        if step > rate * (1 + tolerance):
-            wrong[path] = (step, rate)
-        layer = path.rsplit("/", 1)[0]
-        if layer not in largest or step / rate > largest[layer][0] / largest[layer][1]:
-            largest[layer] = (step, rate)
-    for layer, (step, rate) in largest.items():
-        if DEAD_GRADIENT <= step / rate < 1 - tolerance:
-            wrong[layer] = (step, rate)
-    return wrong
+    return {path: (report.steps[path], rate) for path, rate in report.rates.items()
+            if report.steps[path] > 0 and abs(report.steps[path] / rate - 1) > tolerance}
 
 
 def check_strategy(name: str, params: Mapping[str, Any] | None = None, *,
@@ -242,8 +242,9 @@ def check_strategy(name: str, params: Mapping[str, Any] | None = None, *,
     * BatchNorm moving statistics updated exactly where BatchNorm trains;
     * the head changed;
     * each variable that moved got the learning rate the stage declares
-      (``learning_rate * lr_scales[layer]``): Adam's first update of an element is
-      ``lr * g / (|g| + eps)``, so a variable's largest change is its learning rate.
+      (``learning_rate * lr_scales[layer]``, the head ``learning_rate``): with a tiny
+      epsilon (:data:`EXACT_EPSILON`) Adam's first update moves every element with a
+      gradient by exactly its learning rate, whatever the gradient's scale.
 
     Args:
         name: str. Strategy name.
@@ -270,7 +271,7 @@ def check_strategy(name: str, params: Mapping[str, Any] | None = None, *,
         recipe = tiny_recipe(backbone, {"name": name, "train_bn": train_bn, **(params or {})},
                              epochs=epochs, learning_rate=learning_rate)
         run = engine.build(recipe)
-        for report in step_each_stage(engine, run):
+        for report in step_each_stage(engine, run, epsilon=EXACT_EPSILON if check_rates else None):
             where = f"strategy '{name}' on {backbone}, stage '{report.stage.name}'"
             missing = report.expected - report.changed
             frozen = report.changed_variables - report.expected_variables
@@ -282,8 +283,8 @@ def check_strategy(name: str, params: Mapping[str, Any] | None = None, *,
             if check_rates:
                 wrong = wrong_rates(report, rate_tolerance)
                 assert not wrong, (
-                    f"{where}: layers did not get their declared learning rate "
-                    "(layer: (largest first Adam step, declared rate)): "
+                    f"{where}: variables did not get their declared learning rate "
+                    "(variable: (largest first Adam step, declared rate)): "
                     + ", ".join(f"{n}: ({m:.3g}, {r:.3g})" for n, (m, r) in sorted(wrong.items())[:6])
                 )
             reports.append(report)

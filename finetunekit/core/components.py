@@ -234,11 +234,15 @@ class Data:
             accepts (a ``tf.data.Dataset`` or ``keras.utils.PyDataset`` yielding batches).
         validation: same kinds as ``train``, or None.
         class_names: list of str, or None if unknown.
+        report: dict or None. What loading found, for a source that scans files: counts
+            loaded and skipped (by reason, with the files), conversions made, memory
+            held (docs/data.md). None if the source does not report.
     """
 
     train: Any
     validation: Any = None
     class_names: list[str] | None = None
+    report: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -268,6 +272,26 @@ class DataSource:
     description: str = ""
 
 
+@dataclass(frozen=True)
+class Augmentation:
+    """Random image augmentation, run inside the model on training batches only.
+
+    Args:
+        name: str. Recipe name (``[augment] name``), e.g. ``"basic"``.
+        build: callable. ``build(input_shape, **params)`` returns a Keras layer (or
+            None for no augmentation) that maps a batch of images with pixel values in
+            [0, 255] to augmented images in the same range. Keras's random layers act
+            only when ``training=True``, so the saved model predicts unaugmented.
+        params: mapping of extra recipe keys ``[augment]`` accepts.
+        description: str. One line for ``finetunekit list``.
+    """
+
+    name: str
+    build: Callable[..., Any]
+    params: Params = field(default_factory=dict)
+    description: str = ""
+
+
 COMPONENT_KINDS: dict[str, type] = {
     "backbone": Backbone,
     "strategy": Strategy,
@@ -275,5 +299,6 @@ COMPONENT_KINDS: dict[str, type] = {
     "optimizer": Optimizer,
     "format": Format,
     "data": DataSource,
+    "augmentation": Augmentation,
 }
 """Component kind -> the dataclass that describes it."""

@@ -28,6 +28,7 @@ from finetunekit.core.checkpoint import (
     restore_optimizer,
 )
 from finetunekit.core.components import BuiltHead, Data, DataContext, Plan, PlanContext, Stage
+from finetunekit.core.feature_cache import FeatureCache, head_model, uses_cache
 from finetunekit.core.errors import DataError, PersistenceError, PluginError, RecipeError
 from finetunekit.core.layers import Preprocess
 from finetunekit.core.learning_rates import scale_learning_rates
@@ -55,6 +56,7 @@ class Run:
         plan: :class:`~finetunekit.Plan`. The strategy's stages.
         model: keras.Model. uint8 images in, predictions out; recomposed per stage.
         preprocess: keras.Layer. The backbone's normalisation inside the model.
+        augment: keras.Layer or None. Random augmentation before it (training only).
         path: Path or None. The run folder (``save.path``).
         history: list of dict. One row per epoch: epoch, stage, metrics, learning rate.
         stage_index: int. The stage the model is prepared for.
@@ -71,6 +73,7 @@ class Run:
     plan: Plan
     model: Any
     preprocess: Any
+    augment: Any = None
     path: Path | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     stage_index: int = 0
@@ -112,6 +115,7 @@ class Engine:
     ):
         self.pm = get_plugin_manager(plugins, builtins=builtins, entry_points=entry_points)
         self._catalogue: Catalogue | None = None
+        self.feature_cache = FeatureCache()
 
     # -- plugins -------------------------------------------------------------
 
@@ -252,8 +256,12 @@ class Engine:
                 )
 
         preprocess = backbone.preprocess() if backbone.preprocess else Preprocess("none")
+        augmentation, augment_params = self.select(recipe, "augment")
+        augment = self.call("finetunekit_build_augmentation", augmentation=augmentation,
+                            input_shape=input_shape, params=augment_params)
         run = Run(recipe=recipe, base=base, blocks=blocks, head=built_head, plan=plan, model=None,
-                  preprocess=preprocess, variable_flags=freezing.variable_flags(base))
+                  preprocess=preprocess, augment=augment,
+                  variable_flags=freezing.variable_flags(base))
         self.prepare_stage(run, 0)
         return run
 
@@ -269,7 +277,8 @@ class Engine:
         frozen = not stage.trainable
         input_shape = tuple(run.recipe["backbone"]["input_shape"])
         inputs = keras.Input(shape=input_shape, dtype="uint8", name="image")
-        features = run.base(run.preprocess(inputs), training=False if frozen else None)
+        pixels = run.augment(inputs) if run.augment is not None else inputs
+        features = run.base(run.preprocess(pixels), training=False if frozen else None)
         outputs = run.head.layer(features)
         run.model = keras.Model(inputs, outputs, name="finetunekit_model")
         run.stage_index = index
@@ -287,6 +296,8 @@ class Engine:
                 layers += [_layer_row(sub, part) for sub in inner]
             elif layer is run.preprocess:
                 layers.append(_layer_row(layer, "preprocess"))
+            elif layer is run.augment:
+                layers.append(_layer_row(layer, "augment"))
         stages = []
         for index, stage in enumerate(run.plan.stages):
             self.prepare_stage(run, index)
@@ -396,13 +407,28 @@ class Engine:
             self.call("finetunekit_stage_start", run=run, stage=stage, index=index)
             first = len(run.history)
             callbacks = [_Lifecycle(self, run, stage)]
+            trainer, stage_data = run.model, data
+            if uses_cache(run, stage, data) and start < end:
+                trainer, stage_data = self._cached_head(run, data, batch_size)
             for current in range(max(epoch, start), end):
-                _fit_epoch(run.model, data, batch_size, current, run.recipe["train"]["seed"],
+                _fit_epoch(trainer, stage_data, batch_size, current, run.recipe["train"]["seed"],
                            callbacks)
             epoch = end
             self.call("finetunekit_stage_end", run=run, stage=stage, index=index,
                       history=run.history[first:])
         return run
+
+    def _cached_head(self, run: Run, data: Data, batch_size: int) -> tuple[Any, Data]:
+        """The head alone, compiled with the stage's optimizer, and the data as features."""
+        def features(pair):
+            return None if pair is None else (
+                self.feature_cache.features(run, pair[0], batch_size), pair[1])
+
+        trainer = head_model(run)
+        trainer.compile(optimizer=run.model.optimizer, loss=run.head.loss,
+                        metrics=[_fresh_metric(m) for m in run.head.metrics])
+        return trainer, Data(train=features(data.train), validation=features(data.validation),
+                             class_names=data.class_names)
 
     def run(self, recipe: Recipe, *, data: Data | None = None, save: bool = True) -> Run:
         """Build, load data (unless given), train and save (if ``save.path`` is set).
@@ -713,3 +739,10 @@ def _copy_weights(source: Any, target: Any, file: Path) -> None:
         )
     for a, b in zip(src, dst):
         b.assign(a)
+
+
+def _fresh_metric(metric: Any) -> Any:
+    """A new metric like `metric`, so two compiled models never share metric state."""
+    if isinstance(metric, keras.metrics.Metric):
+        return metric.__class__.from_config(metric.get_config())
+    return metric

@@ -207,6 +207,28 @@ def finetunekit_load_data(source, context, params):
     """
 
 
+@hookspec
+def finetunekit_register_augmentations(register):
+    """Contribute augmentations.
+
+    :param register: call ``register(Augmentation(...))`` once per augmentation.
+    """
+
+
+@hookspec(firstresult=True)
+def finetunekit_build_augmentation(augmentation, input_shape, params):
+    """Build the augmentation layer a recipe selected.
+
+    :param augmentation: the selected :class:`~finetunekit.Augmentation`.
+    :param input_shape: ``(height, width, channels)`` of the model's input.
+    :param params: dict of its validated recipe keys.
+    :return: a Keras layer, or None for no augmentation (then the next implementation
+        is asked; the default returns whatever the component built, None included).
+
+    Stops at first non-None result.
+    """
+
+
 # -------------------------------------------------------------------------
 # lifecycle (observers; return values are ignored)
 # -------------------------------------------------------------------------

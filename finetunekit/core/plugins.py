@@ -50,8 +50,11 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "finetunekit.plugins.formats.checkpoint",
     "finetunekit.plugins.formats.weights",
     "finetunekit.plugins.checkpoints",
-    "finetunekit.plugins.data",
+    "finetunekit.plugins.data.folder",
+    "finetunekit.plugins.data.csv_list",
+    "finetunekit.plugins.data.arrays",
     "finetunekit.plugins.digits",
+    "finetunekit.plugins.augmentations",
 )
 """Dotted module paths of the built-in plugins, registered like any other plugin."""
 
@@ -62,6 +65,7 @@ CATALOGUE_HOOKS: dict[str, str] = {
     "optimizer": "finetunekit_register_optimizers",
     "format": "finetunekit_register_formats",
     "data": "finetunekit_register_data_sources",
+    "augmentation": "finetunekit_register_augmentations",
 }
 
 

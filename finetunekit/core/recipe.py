@@ -50,8 +50,13 @@ CORE_KEYS: dict[str, dict[str, Param]] = {
         "source": Param(str, "folder", help="data source (finetunekit list)"),
         "batch_size": Param(int, 32, min=1),
     },
+    "augment": {
+        "name": Param(str, "none", help="random augmentation on training batches (finetunekit list)"),
+    },
     "train": {
         "epochs": Param(int, 10, min=0, help="epochs (a strategy may split them into stages)"),
+        "feature_cache": Param(str, "auto", choices=("auto", "off"),
+                               help="train a frozen-base stage's head on cached features"),
         "seed": Param(int, 0, min=0, help="seeds Python, NumPy and the backend"),
     },
     "save": {
@@ -65,11 +70,12 @@ CORE_KEYS: dict[str, dict[str, Param]] = {
 """The engine's own keys per section. Components add their own keys to their section."""
 
 NAME_KEYS = {"backbone": "name", "strategy": "name", "head": "name", "optimizer": "name",
-             "data": "source", "save": "format"}
+             "data": "source", "save": "format", "augment": "name"}
 """For each section, the key that selects a component."""
 
 COMPONENT_KIND = {"backbone": "backbone", "strategy": "strategy", "head": "head",
-                  "optimizer": "optimizer", "data": "data", "save": "format"}
+                  "optimizer": "optimizer", "data": "data", "save": "format",
+                  "augment": "augmentation"}
 
 
 class Recipe:

@@ -51,3 +51,8 @@ def finetunekit_load_model(format, path, safe_mode, template):
 @hookimpl(trylast=True)
 def finetunekit_load_data(source, context, params):
     return source.load(context, **params)
+
+
+@hookimpl(trylast=True)
+def finetunekit_build_augmentation(augmentation, input_shape, params):
+    return augmentation.build(input_shape, **params)

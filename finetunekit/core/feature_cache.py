@@ -1,0 +1,107 @@
+"""The feature cache: a frozen base computes each image's features once.
+
+When a stage trains only the head (the whole base frozen, called with
+``training=False``) and nothing random runs before the base, every epoch would push the
+same images through the same base. The engine then computes the base's features once
+and trains the head on them, as the seed's own ``fit(train_features, ...)`` does.
+
+Features are kept in memory up to ``memory_limit`` bytes, beyond that in a ``.npy`` file
+under the cache folder (memory-mapped). The key hashes the images, the base's weights,
+the preprocessing and the input shape, so a change of data, backbone, weights or input
+size never reuses stale features. Each :class:`FeatureCache` belongs to one engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+DEFAULT_MEMORY_LIMIT = 1 << 30
+
+
+def default_folder() -> Path:
+    """``$FINETUNEKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/finetunekit/features``."""
+    if os.environ.get("FINETUNEKIT_CACHE_DIR"):
+        return Path(os.environ["FINETUNEKIT_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "finetunekit" / "features"
+
+
+class FeatureCache:
+    """Base features by content key, in memory or on disk.
+
+    Args:
+        memory_limit: int. Largest feature array (bytes) kept in memory.
+        folder: Path or None. Where larger arrays go; None: :func:`default_folder`.
+    """
+
+    def __init__(self, memory_limit: int = DEFAULT_MEMORY_LIMIT, folder: Path | None = None):
+        self.memory_limit = memory_limit
+        self.folder = folder
+        self._memory: dict[str, np.ndarray] = {}
+        self.computed = 0  # how many arrays were computed rather than found
+
+    @staticmethod
+    def key(run: Any, images: np.ndarray) -> str:
+        digest = hashlib.sha256()
+        digest.update(repr((images.shape, str(images.dtype), run.recipe["backbone"]["name"],
+                            run.preprocess.get_config())).encode())
+        digest.update(np.ascontiguousarray(images).data)
+        for weight in run.base.weights:
+            digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).data)
+        return digest.hexdigest()[:32]
+
+    def features(self, run: Any, images: np.ndarray, batch_size: int) -> np.ndarray:
+        """The frozen base's features of `images` (computed once per key)."""
+        key = self.key(run, images)
+        if key in self._memory:
+            return self._memory[key]
+        folder = self.folder or default_folder()
+        path = folder / f"{key}.npy"
+        if path.is_file():
+            return np.load(path, mmap_mode="r")
+        extractor = _extractor(run)
+        shape = (len(images), *extractor.output_shape[1:])
+        nbytes = int(np.prod(shape)) * 4
+        self.computed += 1
+        if nbytes <= self.memory_limit:
+            features = np.asarray(extractor.predict(images, batch_size=batch_size, verbose=0),
+                                  dtype=np.float32)
+            self._memory[key] = features
+            return features
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{key}.{os.getpid()}.tmp.npy"
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+        chunk = max(batch_size, 256)
+        for start in range(0, len(images), chunk):
+            array[start:start + chunk] = extractor.predict(images[start:start + chunk],
+                                                           batch_size=batch_size, verbose=0)
+        array.flush()
+        del array
+        os.replace(tmp, path)
+        return np.load(path, mmap_mode="r")
+
+
+def _extractor(run: Any) -> Any:
+    inputs = keras.Input(shape=tuple(run.recipe["backbone"]["input_shape"]), dtype="uint8")
+    return keras.Model(inputs, run.base(run.preprocess(inputs), training=False))
+
+
+def head_model(run: Any) -> Any:
+    """A model from base features to predictions, sharing the run's head layer."""
+    features = keras.Input(shape=tuple(run.base.output_shape[1:]), name="features")
+    return keras.Model(features, run.head.layer(features), name="finetunekit_head")
+
+
+def uses_cache(run: Any, stage: Any, data: Any) -> bool:
+    """Whether a stage can train on cached features: the base fully frozen, no random
+    augmentation before it, arrays (not a pipeline) in, and the cache not switched off."""
+    return (not stage.trainable and run.augment is None
+            and run.recipe["train"]["feature_cache"] == "auto"
+            and isinstance(data.train, tuple)
+            and (data.validation is None or isinstance(data.validation, tuple)))
