@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from finetunekit import Data, Engine, Recipe
-from finetunekit.core.engine import _fit_epoch
+from finetunekit.core.training import fit_epoch
 from finetunekit.core.feature_cache import FeatureCache
 
 IMAGES = 100
@@ -39,16 +39,16 @@ def test_cached_epoch_vs_uncached_epoch(benchmark, tmp_path):
     trainer, features = engine._cached_head(run, data, 20)
 
     epoch = iter(range(10**6))
-    _fit_epoch(trainer, features, 20, next(epoch), 0, [])  # warm-up: tracing
-    benchmark.pedantic(lambda: _fit_epoch(trainer, features, 20, next(epoch), 0, []),
+    fit_epoch(trainer, features, 20, next(epoch), 0, [])  # warm-up: tracing
+    benchmark.pedantic(lambda: fit_epoch(trainer, features, 20, next(epoch), 0, []),
                        rounds=5, iterations=1)
     cached = benchmark.stats.stats.median
 
-    _fit_epoch(run.model, data, 20, next(epoch), 0, [])  # warm-up: tracing
+    fit_epoch(run.model, data, 20, next(epoch), 0, [])  # warm-up: tracing
     uncached = []
     for _ in range(2):
         started = time.perf_counter()
-        _fit_epoch(run.model, data, 20, next(epoch), 0, [])
+        fit_epoch(run.model, data, 20, next(epoch), 0, [])
         uncached.append(time.perf_counter() - started)
     ratio = statistics.median(uncached) / cached
     benchmark.extra_info.update(images=IMAGES, uncached_epoch_s=round(statistics.median(uncached), 3),

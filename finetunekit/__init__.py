@@ -18,7 +18,7 @@ _EXPORTS = {
     "hookimpl": "finetunekit.core.plugins",
     "get_plugin_manager": "finetunekit.core.plugins",
     "Engine": "finetunekit.core.engine",
-    "Run": "finetunekit.core.engine",
+    "Run": "finetunekit.core.training",
     "Recipe": "finetunekit.core.recipe",
     "Param": "finetunekit.core.params",
     "REQUIRED": "finetunekit.core.params",

@@ -74,7 +74,7 @@ def test_retrain_starts_from_the_saved_weights(trained, name, tmp_path):
 
 def test_savedmodel_cannot_be_retrained(trained):
     engine, run, folder = trained
-    path = engine.save_model(run.model, folder / f"serve.savedmodel", "savedmodel")
+    path = engine.save_model(run.model, folder / "serve.savedmodel", "savedmodel")
     with pytest.raises(PersistenceError, match="cannot train a model loaded from it.*'keras' or\n?.*'checkpoint'"):
         engine.retrain(path, data=tiny_data(classes=3))
 

@@ -36,7 +36,7 @@ def test_builtins_are_registered_like_any_plugin(engine):
     plugins = {row["plugin"] for row in engine.components()}
     assert plugins <= set(BUILTIN_PLUGINS)
     kinds = {row["kind"] for row in engine.components()}
-    assert kinds == {"backbone", "strategy", "head", "optimizer", "format", "data"}
+    assert kinds == {"backbone", "strategy", "head", "optimizer", "format", "data", "augmentation"}
     assert engine.catalogue.plugin_of("strategy", "partial") == "finetunekit.plugins.strategies"
 
 
@@ -54,7 +54,7 @@ def test_unknown_component_lists_known_names_and_suggests(engine):
         engine.build(tiny_recipe(strategy="parital"))
     message = str(info.value)
     assert "Unknown strategy (strategy.name) 'parital'" in message
-    assert "feature_extraction, full, partial" in message
+    assert "feature_extraction, full, " in message and ", partial, " in message
     assert "Did you mean 'partial'?" in message
 
 

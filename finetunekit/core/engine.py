@@ -9,14 +9,11 @@ stage by stage (recompiling after each trainability change), save.
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 
 from finetunekit.core import freezing
 from finetunekit.core.checkpoint import (
@@ -27,7 +24,7 @@ from finetunekit.core.checkpoint import (
     restore_model,
     restore_optimizer,
 )
-from finetunekit.core.components import BuiltHead, Data, DataContext, Plan, PlanContext, Stage
+from finetunekit.core.components import BuiltHead, Data, DataContext, Plan, PlanContext
 from finetunekit.core.feature_cache import FeatureCache, head_model, uses_cache
 from finetunekit.core.errors import DataError, PersistenceError, PluginError, RecipeError
 from finetunekit.core.layers import Preprocess
@@ -42,48 +39,16 @@ from finetunekit.core.plugins import (
     require_result,
 )
 from finetunekit.core.recipe import COMPONENT_KIND, CORE_KEYS, NAME_KEYS, Recipe
-
-
-@dataclass
-class Run:
-    """One fine-tuning run: what was built from a recipe, and what happened since.
-
-    Attributes:
-        recipe: the :class:`~finetunekit.Recipe` as run.
-        base: keras.Model. The convolutional base.
-        blocks: list of list of str. The base's layer names grouped into blocks.
-        head: :class:`~finetunekit.BuiltHead`. The head layer, loss and metrics.
-        plan: :class:`~finetunekit.Plan`. The strategy's stages.
-        model: keras.Model. uint8 images in, predictions out; recomposed per stage.
-        preprocess: keras.Layer. The backbone's normalisation inside the model.
-        augment: keras.Layer or None. Random augmentation before it (training only).
-        path: Path or None. The run folder (``save.path``).
-        history: list of dict. One row per epoch: epoch, stage, metrics, learning rate.
-        stage_index: int. The stage the model is prepared for.
-        class_names: list of str or None. From the data, once loaded.
-        variable_flags: dict. Each base variable's own trainable flag after planning
-            (a strategy may change some, e.g. LoRA), restored at every stage.
-        steps_per_epoch: int or None. Batches per epoch, once training started.
-    """
-
-    recipe: Recipe
-    base: Any
-    blocks: list[list[str]]
-    head: BuiltHead
-    plan: Plan
-    model: Any
-    preprocess: Any
-    augment: Any = None
-    path: Path | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
-    stage_index: int = 0
-    variable_flags: dict[str, bool] = field(default_factory=dict)
-    steps_per_epoch: int | None = None
-    class_names: list[str] | None = None
-
-    @property
-    def stage(self) -> Stage:
-        return self.plan.stages[self.stage_index]
+from finetunekit.core.training import (
+    Lifecycle,
+    Run,
+    check_data,
+    copy_weights,
+    fit_epoch,
+    fresh_metric,
+    layer_row,
+    steps_per_epoch,
+)
 
 
 class Engine:
@@ -293,11 +258,11 @@ class Engine:
             if layer is run.base or layer is run.head.layer:
                 part = "base" if layer is run.base else "head"
                 inner = getattr(layer, "layers", [layer])
-                layers += [_layer_row(sub, part) for sub in inner]
+                layers += [layer_row(sub, part) for sub in inner]
             elif layer is run.preprocess:
-                layers.append(_layer_row(layer, "preprocess"))
+                layers.append(layer_row(layer, "preprocess"))
             elif layer is run.augment:
-                layers.append(_layer_row(layer, "augment"))
+                layers.append(layer_row(layer, "augment"))
         stages = []
         for index, stage in enumerate(run.plan.stages):
             self.prepare_stage(run, index)
@@ -382,10 +347,10 @@ class Engine:
                 None. Training continues after its epoch with its model state, and with
                 its optimizer state if that stage was not finished.
         """
-        _check_data(data, run)
+        check_data(data, run)
         run.class_names = data.class_names
         batch_size = run.recipe["data"]["batch_size"]
-        steps = run.steps_per_epoch = _steps_per_epoch(data.train, batch_size)
+        steps = run.steps_per_epoch = steps_per_epoch(data.train, batch_size)
         keras.utils.set_random_seed(run.recipe["train"]["seed"])
         start = resume.epoch if resume else 0
         if resume:
@@ -406,12 +371,12 @@ class Engine:
                 resume = None
             self.call("finetunekit_stage_start", run=run, stage=stage, index=index)
             first = len(run.history)
-            callbacks = [_Lifecycle(self, run, stage)]
+            callbacks = [Lifecycle(self, run, stage)]
             trainer, stage_data = run.model, data
             if uses_cache(run, stage, data) and start < end:
                 trainer, stage_data = self._cached_head(run, data, batch_size)
             for current in range(max(epoch, start), end):
-                _fit_epoch(trainer, stage_data, batch_size, current, run.recipe["train"]["seed"],
+                fit_epoch(trainer, stage_data, batch_size, current, run.recipe["train"]["seed"],
                            callbacks)
             epoch = end
             self.call("finetunekit_stage_end", run=run, stage=stage, index=index,
@@ -426,7 +391,7 @@ class Engine:
 
         trainer = head_model(run)
         trainer.compile(optimizer=run.model.optimizer, loss=run.head.loss,
-                        metrics=[_fresh_metric(m) for m in run.head.metrics])
+                        metrics=[fresh_metric(m) for m in run.head.metrics])
         return trainer, Data(train=features(data.train), validation=features(data.validation),
                              class_names=data.class_names)
 
@@ -441,11 +406,19 @@ class Engine:
             data: :class:`~finetunekit.Data` or None. Use this instead of ``[data]``.
             save: bool. Write the run folder when ``save.path`` is set. Defaults to True.
         """
+        return self._run(recipe, data=data, save=save)
+
+    def _run(self, recipe: Recipe, *, data: Data | None, save: bool,
+             start_from: Callable[[Run], None] | None = None) -> Run:
+        """Validate, refuse a used run folder, build, (start from saved weights,) load
+        data, write the recipe first, train, save, and tell the observers."""
         self.validate(recipe, data=data is None)
         path = Path(recipe["save"]["path"]) if save and recipe["save"]["path"] else None
         if path is not None:
             check_run_folder(path, overwrite=recipe["save"]["overwrite"])
         run = self.build(recipe)
+        if start_from is not None:
+            start_from(run)
         data = data if data is not None else self.load_data(recipe)
         if path is not None:
             path.mkdir(parents=True, exist_ok=True)
@@ -507,24 +480,13 @@ class Engine:
         if target and Path(target).resolve() == file.parent.resolve():
             changes["save.path"] = f"{file.parent}-retrained"  # never over the source run
         recipe = recipe.with_overrides(changes)
-        self.validate(recipe, data=data is None)
-        path = Path(recipe["save"]["path"]) if recipe["save"]["path"] else None
-        if path is not None:
-            check_run_folder(path, overwrite=recipe["save"]["overwrite"])
-        run = self.build(recipe)
-        # the saved model as it was trained (its own recipe), then its weights into the new
-        loaded = self.load_model(file, format=fmt.name, safe_mode=safe_mode, recipe=source)
-        _copy_weights(loaded, run.model, file)
-        data = data if data is not None else self.load_data(recipe)
-        if path is not None:
-            path.mkdir(parents=True, exist_ok=True)
-            atomic_write(path / "recipe.toml", recipe.to_toml())
-            run.path = path
-        self.fit(run, data)
-        if path is not None:
-            self.save_run(run)
-        self.call("finetunekit_run_end", run=run)
-        return run
+
+        def start_from(run: Run) -> None:
+            # the saved model as it was trained (its own recipe), its weights into the new
+            loaded = self.load_model(file, format=fmt.name, safe_mode=safe_mode, recipe=source)
+            copy_weights(loaded, run.model, file)
+
+        return self._run(recipe, data=data, save=True, start_from=start_from)
 
     # -- persistence ---------------------------------------------------------
 
@@ -615,134 +577,3 @@ class Engine:
         return run.path
 
 
-# -------------------------------------------------------------------------
-# helpers
-# -------------------------------------------------------------------------
-
-
-class _Lifecycle(keras.callbacks.Callback):
-    """Forwards Keras's callbacks to the lifecycle hooks and records history."""
-
-    def __init__(self, engine: Engine, run: Run, stage: Stage):
-        super().__init__()
-        self.engine, self.run, self.stage = engine, run, stage
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.engine.call("finetunekit_batch_end", run=self.run, stage=self.stage, batch=batch,
-                         logs=dict(logs or {}))
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = {k: float(v) for k, v in (logs or {}).items()}
-        rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        row = {"epoch": epoch + 1, "stage": self.stage.name, **logs, "learning_rate": rate}
-        self.run.history.append(row)
-        self.engine.call("finetunekit_epoch_end", run=self.run, stage=self.stage,
-                         epoch=epoch + 1, logs=logs)
-
-
-def _fit_epoch(model: Any, data: Data, batch_size: int, epoch: int, seed: int,
-               callbacks: list) -> None:
-    """Train one epoch (numbered from 0).
-
-    Arrays are shuffled here, by a generator seeded with (seed, epoch), rather than by
-    Keras: the order of any epoch then depends on nothing but the recipe, so a run can be
-    resumed at an epoch boundary and see the same batches.
-    """
-    kwargs: dict[str, Any] = {"initial_epoch": epoch, "epochs": epoch + 1,
-                              "callbacks": callbacks, "verbose": 0}
-    if data.validation is not None:
-        kwargs["validation_data"] = data.validation
-    if isinstance(data.train, tuple):
-        x, y = data.train
-        order = np.random.default_rng([seed, epoch]).permutation(len(x))
-        model.fit(x[order], y[order], batch_size=batch_size, shuffle=False, **kwargs)
-    else:
-        model.fit(data.train, **kwargs)
-
-
-def _steps_per_epoch(train: Any, batch_size: int) -> int | None:
-    if isinstance(train, tuple):
-        return math.ceil(len(train[0]) / batch_size)
-    try:
-        n = len(train)
-    except TypeError:
-        return None
-    return int(n) if n >= 0 else None
-
-
-def _check_arrays(name: str, pair: Any, run: Run) -> None:
-    if not (isinstance(pair, tuple) and len(pair) == 2):
-        raise DataError(f"Data.{name} must be an (images, labels) tuple. Received: {type(pair).__name__}.")
-    x, y = pair
-    if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
-        raise DataError(
-            f"Data.{name} images and labels must be numpy arrays. Received: "
-            f"{type(x).__name__}, {type(y).__name__}."
-        )
-    expected = tuple(run.recipe["backbone"]["input_shape"])
-    if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-        raise DataError(
-            f"Data.{name} images must have shape (n, {', '.join(map(str, expected))}) to match "
-            f"backbone.input_shape. Received: {x.shape}."
-        )
-    if x.dtype != np.uint8:
-        raise DataError(
-            f"Data.{name} images must be uint8 pixels in [0, 255] (the model normalises them). "
-            f"Received dtype {x.dtype}. Convert with images.astype('uint8') if they are 0-255."
-        )
-    if len(y) != len(x):
-        raise DataError(f"Data.{name} has {len(x)} images but {len(y)} labels.")
-    classes = int(run.model.output_shape[-1])
-    top = 1 if classes == 1 else classes - 1
-    if y.size and (y.min() < 0 or y.max() > top):
-        raise DataError(
-            f"Data.{name} labels must lie in 0..{top} for a head with {classes} output(s). "
-            f"Received labels from {y.min()} to {y.max()}. Set head.classes to the number of "
-            "classes (1 for a binary sigmoid head)."
-        )
-
-
-def _check_data(data: Data, run: Run) -> None:
-    classes = int(run.model.output_shape[-1])
-    if data.class_names is not None:
-        wanted = 2 if classes == 1 else classes
-        if len(data.class_names) != wanted:
-            raise DataError(
-                f"The data has {len(data.class_names)} classes ({', '.join(data.class_names)}) "
-                f"but head.classes = {classes} expects {wanted}. Set head.classes = "
-                f"{1 if len(data.class_names) == 2 else len(data.class_names)}."
-            )
-    if isinstance(data.train, tuple):
-        _check_arrays("train", data.train, run)
-    if isinstance(data.validation, tuple):
-        _check_arrays("validation", data.validation, run)
-
-
-def _layer_row(layer: Any, part: str) -> dict[str, Any]:
-    return {
-        "name": layer.name,
-        "part": part,
-        "trainable": bool(layer.trainable and layer.trainable_weights) if layer.weights else False,
-        "params": int(layer.count_params()) if layer.weights else 0,
-    }
-
-
-
-
-def _copy_weights(source: Any, target: Any, file: Path) -> None:
-    """Copy every weight of a loaded model into the recipe's freshly built one."""
-    src, dst = source.weights, target.weights
-    if len(src) != len(dst) or any(tuple(a.shape) != tuple(b.shape) for a, b in zip(src, dst)):
-        raise PersistenceError(
-            f"The model in '{file}' does not match its recipe ({len(src)} weights vs "
-            f"{len(dst)} in the recipe's model). Pass the recipe it was trained with."
-        )
-    for a, b in zip(src, dst):
-        b.assign(a)
-
-
-def _fresh_metric(metric: Any) -> Any:
-    """A new metric like `metric`, so two compiled models never share metric state."""
-    if isinstance(metric, keras.metrics.Metric):
-        return metric.__class__.from_config(metric.get_config())
-    return metric

@@ -1,0 +1,189 @@
+"""Training helpers of the engine: the Run record, one epoch of fit, data checks.
+
+Kept apart so that :mod:`finetunekit.core.engine` reads as the flow alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from finetunekit.core.components import BuiltHead, Data, Plan, Stage
+from finetunekit.core.errors import DataError, PersistenceError
+from finetunekit.core.recipe import Recipe
+
+@dataclass
+class Run:
+    """One fine-tuning run: what was built from a recipe, and what happened since.
+
+    Attributes:
+        recipe: the :class:`~finetunekit.Recipe` as run.
+        base: keras.Model. The convolutional base.
+        blocks: list of list of str. The base's layer names grouped into blocks.
+        head: :class:`~finetunekit.BuiltHead`. The head layer, loss and metrics.
+        plan: :class:`~finetunekit.Plan`. The strategy's stages.
+        model: keras.Model. uint8 images in, predictions out; recomposed per stage.
+        preprocess: keras.Layer. The backbone's normalisation inside the model.
+        augment: keras.Layer or None. Random augmentation before it (training only).
+        path: Path or None. The run folder (``save.path``).
+        history: list of dict. One row per epoch: epoch, stage, metrics, learning rate.
+        stage_index: int. The stage the model is prepared for.
+        class_names: list of str or None. From the data, once loaded.
+        variable_flags: dict. Each base variable's own trainable flag after planning
+            (a strategy may change some, e.g. LoRA), restored at every stage.
+        steps_per_epoch: int or None. Batches per epoch, once training started.
+    """
+
+    recipe: Recipe
+    base: Any
+    blocks: list[list[str]]
+    head: BuiltHead
+    plan: Plan
+    model: Any
+    preprocess: Any
+    augment: Any = None
+    path: Path | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stage_index: int = 0
+    variable_flags: dict[str, bool] = field(default_factory=dict)
+    steps_per_epoch: int | None = None
+    class_names: list[str] | None = None
+
+    @property
+    def stage(self) -> Stage:
+        return self.plan.stages[self.stage_index]
+
+
+
+
+class Lifecycle(keras.callbacks.Callback):
+    """Forwards Keras's callbacks to the lifecycle hooks and records history."""
+
+    def __init__(self, engine: Any, run: Run, stage: Stage):
+        super().__init__()
+        self.engine, self.run, self.stage = engine, run, stage
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.engine.call("finetunekit_batch_end", run=self.run, stage=self.stage, batch=batch,
+                         logs=dict(logs or {}))
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        row = {"epoch": epoch + 1, "stage": self.stage.name, **logs, "learning_rate": rate}
+        self.run.history.append(row)
+        self.engine.call("finetunekit_epoch_end", run=self.run, stage=self.stage,
+                         epoch=epoch + 1, logs=logs)
+
+
+def fit_epoch(model: Any, data: Data, batch_size: int, epoch: int, seed: int,
+               callbacks: list) -> None:
+    """Train one epoch (numbered from 0).
+
+    Arrays are shuffled here, by a generator seeded with (seed, epoch), rather than by
+    Keras: the order of any epoch then depends on nothing but the recipe, so a run can be
+    resumed at an epoch boundary and see the same batches.
+    """
+    kwargs: dict[str, Any] = {"initial_epoch": epoch, "epochs": epoch + 1,
+                              "callbacks": callbacks, "verbose": 0}
+    if data.validation is not None:
+        kwargs["validation_data"] = data.validation
+    if isinstance(data.train, tuple):
+        x, y = data.train
+        order = np.random.default_rng([seed, epoch]).permutation(len(x))
+        model.fit(x[order], y[order], batch_size=batch_size, shuffle=False, **kwargs)
+    else:
+        model.fit(data.train, **kwargs)
+
+
+def steps_per_epoch(train: Any, batch_size: int) -> int | None:
+    if isinstance(train, tuple):
+        return math.ceil(len(train[0]) / batch_size)
+    try:
+        n = len(train)
+    except TypeError:
+        return None
+    return int(n) if n >= 0 else None
+
+
+def _check_arrays(name: str, pair: Any, run: Run) -> None:
+    if not (isinstance(pair, tuple) and len(pair) == 2):
+        raise DataError(f"Data.{name} must be an (images, labels) tuple. Received: {type(pair).__name__}.")
+    x, y = pair
+    if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
+        raise DataError(
+            f"Data.{name} images and labels must be numpy arrays. Received: "
+            f"{type(x).__name__}, {type(y).__name__}."
+        )
+    expected = tuple(run.recipe["backbone"]["input_shape"])
+    if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+        raise DataError(
+            f"Data.{name} images must have shape (n, {', '.join(map(str, expected))}) to match "
+            f"backbone.input_shape. Received: {x.shape}."
+        )
+    if x.dtype != np.uint8:
+        raise DataError(
+            f"Data.{name} images must be uint8 pixels in [0, 255] (the model normalises them). "
+            f"Received dtype {x.dtype}. Convert with images.astype('uint8') if they are 0-255."
+        )
+    if len(y) != len(x):
+        raise DataError(f"Data.{name} has {len(x)} images but {len(y)} labels.")
+    classes = int(run.model.output_shape[-1])
+    top = 1 if classes == 1 else classes - 1
+    if y.size and (y.min() < 0 or y.max() > top):
+        raise DataError(
+            f"Data.{name} labels must lie in 0..{top} for a head with {classes} output(s). "
+            f"Received labels from {y.min()} to {y.max()}. Set head.classes to the number of "
+            "classes (1 for a binary sigmoid head)."
+        )
+
+
+def check_data(data: Data, run: Run) -> None:
+    classes = int(run.model.output_shape[-1])
+    if data.class_names is not None:
+        wanted = 2 if classes == 1 else classes
+        if len(data.class_names) != wanted:
+            raise DataError(
+                f"The data has {len(data.class_names)} classes ({', '.join(data.class_names)}) "
+                f"but head.classes = {classes} expects {wanted}. Set head.classes = "
+                f"{1 if len(data.class_names) == 2 else len(data.class_names)}."
+            )
+    if isinstance(data.train, tuple):
+        _check_arrays("train", data.train, run)
+    if isinstance(data.validation, tuple):
+        _check_arrays("validation", data.validation, run)
+
+
+def layer_row(layer: Any, part: str) -> dict[str, Any]:
+    return {
+        "name": layer.name,
+        "part": part,
+        "trainable": bool(layer.trainable and layer.trainable_weights) if layer.weights else False,
+        "params": int(layer.count_params()) if layer.weights else 0,
+    }
+
+
+
+
+def copy_weights(source: Any, target: Any, file: Path) -> None:
+    """Copy every weight of a loaded model into the recipe's freshly built one."""
+    src, dst = source.weights, target.weights
+    if len(src) != len(dst) or any(tuple(a.shape) != tuple(b.shape) for a, b in zip(src, dst)):
+        raise PersistenceError(
+            f"The model in '{file}' does not match its recipe ({len(src)} weights vs "
+            f"{len(dst)} in the recipe's model). Pass the recipe it was trained with."
+        )
+    for a, b in zip(src, dst):
+        b.assign(a)
+
+
+def fresh_metric(metric: Any) -> Any:
+    """A new metric like `metric`, so two compiled models never share metric state."""
+    if isinstance(metric, keras.metrics.Metric):
+        return metric.__class__.from_config(metric.get_config())
+    return metric
