@@ -48,11 +48,14 @@ def test_empty_class_folder_and_missing_folder(engine, tmp_path):
         engine.load_data(_recipe(train=str(tmp_path / "nowhere")))
 
 
-def test_unreadable_image_is_named(engine, tmp_path):
+def test_unreadable_image_is_skipped_and_reported_or_named_when_strict(engine, tmp_path):
     train = _folder(tmp_path / "train")
     (train / "cats" / "broken.jpg").write_text("not an image")
+    data = engine.load_data(_recipe(train=str(train)))
+    assert len(data.train[0]) == 6
+    assert data.report["skipped_by_reason"] == {"not_an_image": 1}
     with pytest.raises(DataError, match=r"broken.jpg"):
-        engine.load_data(_recipe(train=str(train)))
+        engine.load_data(_recipe(train=str(train), strict=True))
 
 
 def test_class_count_must_match_the_head(engine, tmp_path):

@@ -58,6 +58,15 @@ def _looks_like_image(data: bytes) -> bool:
     return data.startswith(_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
 
 
+def _orientation(image) -> int:
+    if "exif" not in image.info and image.format != "TIFF":  # the common case: no parsing
+        return 1
+    try:
+        return int(image.getexif().get(0x0112, 1))
+    except Exception:  # a broken EXIF block is no reason to lose the pixels
+        return 1
+
+
 def _sixteen_to_eight(image) -> np.ndarray:
     # Pillow's own convert() clips 16-bit values at 255, turning most of the image white;
     # scale instead: round(v * 255 / 65535) == round(v / 257).
@@ -129,10 +138,7 @@ def decode_image(data: bytes, size: tuple[int, int]) -> tuple[np.ndarray, str | 
                 # target: most of the decode time of a large photo, saved.
                 image.draft(None, (max(size), max(size)))
             image.load()
-            try:
-                orientation = int(image.getexif().get(0x0112, 1))
-            except Exception:  # a broken EXIF block is no reason to lose the pixels
-                orientation = 1
+            orientation = _orientation(image)
             rgb, conversion = _to_rgb(image)
             turned = orientation in (5, 6, 7, 8)
             target = (height, width) if turned else (width, height)  # Pillow sizes are (w, h)

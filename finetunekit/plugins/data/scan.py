@@ -103,10 +103,13 @@ class _Scanned:
 
 
 def _workers() -> int:
+    # A few threads more than cores, as ThreadPoolExecutor's default: reading a file
+    # waits on the disk (cold cache, network storage) while another thread decodes.
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    return min(32, cores + 4)
 
 
 def _scan(files: ImageList, size: tuple[int, int]) -> _Scanned:
