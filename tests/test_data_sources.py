@@ -206,3 +206,24 @@ def test_exif_orientation_is_applied(tmp_path):
     image, _ = decode_image((tmp_path / "turned.png").read_bytes(), (40, 20))
     assert image.shape == (40, 20, 3)
     assert image[0, 10].tolist() == [255, 0, 0] and image[-1, 10].tolist() == [0, 0, 255]
+
+
+def test_palette_images_bombs_and_unreadable_paths(engine, tmp_path, monkeypatch):
+    img = tmp_path / "img"
+    _good(img, n=1)
+    palette = Image.new("P", (SIZE, SIZE), 1)
+    palette.putpalette([0, 0, 0, 0, 200, 0] + [0] * 762)
+    palette.save(img / "plain.gif")
+    palette.save(img / "clear.gif", transparency=1)  # every pixel transparent
+    (img / "folder.png").mkdir()
+    (tmp_path / "train.csv").write_text(
+        "path,label\nimg/good0.png,a\nimg/plain.gif,a\nimg/clear.gif,b\nimg/folder.png,b\n")
+    data = engine.load_data(_csv_recipe(train=str(tmp_path / "train.csv")))
+    assert data.report["converted"] == {"alpha": 1, "palette": 1}
+    assert data.report["skipped_by_reason"] == {"unreadable": 1}
+    assert data.train[0][1, 0, 0].tolist() == [0, 200, 0]      # plain.gif
+    assert data.train[0][2, 0, 0].tolist() == [255, 255, 255]  # clear.gif, on white
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", SIZE * SIZE // 4)  # bomb above twice this
+    with pytest.raises(DataError, match=r"too large \(decompression bomb\)"):
+        engine.load_data(_csv_recipe(train=str(tmp_path / "train.csv"), strict=True))
