@@ -132,6 +132,9 @@ def expected_variables(run: Run, stage: Any) -> dict[str, Any]:
     the ``variables`` filter picks; any other layer changes the variables that were
     trainable after planning (``run.variable_flags``: a LoRA-frozen kernel is not) and
     that the filter picks.
+
+    Returns:
+        variable path -> the base layer it belongs to.
     """
     found = {}
     for layer in run.base.layers:

@@ -1,27 +1,21 @@
-"""Built-in strategies, one plugin module each.
+"""Built-in strategies, one plugin module each (see docs/strategies.md).
 
-==========================  ===============  ==========================================
-strategy                    module           what trains
-==========================  ===============  ==========================================
-``feature_extraction``      ``basic``        the head only
-``partial``                 ``basic``        the base from a layer or the last N blocks
-``full``                    ``basic``        everything
-``two_stage``               ``two_stage``    head on a frozen base, then base + head
-                                             at a lower rate (LP-FT)
-``gradual``                 ``gradual``      one more block every K epochs, last first
-                                             (ULMFiT; Lightning BackboneFinetuning)
-``discriminative``          ``discriminative``  everything, log-spaced rates per block
-                                             (fastai ``slice(lo, hi)``)
-``bitfit``                  ``bitfit``       biases and the head
-``norm_only``               ``norm_only``    normalisation gamma/beta and the head
-``lora``                    ``lora``         low-rank adapters on Dense/Conv kernels
-``l2sp``                    ``l2sp``         everything, pulled back to the start
-==========================  ===============  ==========================================
+* ``basic``: ``feature_extraction`` (the head only), ``partial`` (the base from a layer,
+  or its last N blocks) and ``full`` (everything): the seed's three.
+* ``two_stage``: the head on a frozen base, then base and head at a lower rate (LP-FT).
+* ``gradual``: one more block every K epochs, last first, at a growing rate (ULMFiT;
+  Lightning's ``BackboneFinetuning``).
+* ``discriminative``: everything, each block at its own log-spaced rate (fastai
+  ``slice(lo, hi)``).
+* ``bitfit``: the base's biases, and the head.
+* ``norm_only``: normalisation gamma and beta, and the head.
+* ``lora``: low-rank adapters on Dense and convolution kernels, merged on export.
+* ``l2sp``: everything, with a pull toward the starting weights.
 
 This package is itself the plugin for the three basic strategies (the name
 ``finetunekit.plugins.strategies`` they have been registered under from the start); every
 other module is its own plugin, listed in
-:data:`finetunekit.core.plugins.BUILTIN_PLUGINS`. See docs/strategies.md.
+:data:`finetunekit.core.plugins.BUILTIN_PLUGINS`.
 """
 
 from finetunekit.plugins.strategies.basic import finetunekit_register_strategies
