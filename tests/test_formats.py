@@ -106,3 +106,12 @@ def test_truncated_or_random_files_are_clear_errors(engine, tmp_path, name, cont
     path.write_bytes(content)
     with pytest.raises(PersistenceError, match="bad"):
         engine.load_model(path, recipe=tiny_recipe())
+
+
+def test_retrain_with_lora_starts_from_the_saved_weights(trained):
+    engine, run, folder = trained
+    path = engine.save_model(run.model, folder / "to_lora.keras", "keras")
+    lora = engine.retrain(path, overrides={"train.epochs": 0, "save.path": None,
+                                           "strategy.name": "lora", "strategy.rank": 2},
+                          data=tiny_data(classes=3))
+    np.testing.assert_allclose(_predict(lora.model), _predict(run.model), rtol=1e-5, atol=1e-6)

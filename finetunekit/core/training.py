@@ -163,22 +163,36 @@ def layer_row(layer: Any, part: str) -> dict[str, Any]:
     return {
         "name": layer.name,
         "part": part,
-        "trainable": bool(layer.trainable and layer.trainable_weights) if layer.weights else False,
+        "trainable": any(w.trainable for w in layer.weights),
         "params": int(layer.count_params()) if layer.weights else 0,
     }
 
 
-
-
 def copy_weights(source: Any, target: Any, file: Path) -> None:
-    """Copy every weight of a loaded model into the recipe's freshly built one."""
+    """Copy every weight of a loaded model into the recipe's freshly built one.
+
+    Weights are matched by ``layer/variable`` (the end of the path: a reloaded model
+    nests names differently), so the target may have more (a strategy's LoRA adapters
+    keep their own initialisation); if names differ (auto-numbered layers), they are
+    matched by position, which needs the same count.
+    """
+    def key(weight: Any) -> str:
+        return "/".join(weight.path.split("/")[-2:])
+
     src, dst = source.weights, target.weights
-    if len(src) != len(dst) or any(tuple(a.shape) != tuple(b.shape) for a, b in zip(src, dst)):
+    by_key = {key(w): w for w in dst}
+    if len(by_key) == len(dst) and all(key(w) in by_key for w in src):
+        pairs = [(w, by_key[key(w)]) for w in src]
+    elif len(src) == len(dst):
+        pairs = list(zip(src, dst))
+    else:
+        pairs = []
+    if not pairs or any(tuple(a.shape) != tuple(b.shape) for a, b in pairs):
         raise PersistenceError(
             f"The model in '{file}' does not match its recipe ({len(src)} weights vs "
             f"{len(dst)} in the recipe's model). Pass the recipe it was trained with."
         )
-    for a, b in zip(src, dst):
+    for a, b in pairs:
         b.assign(a)
 
 
