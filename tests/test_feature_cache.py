@@ -76,3 +76,12 @@ def test_unknown_augmentation_key(engine):
 
     with pytest.raises(RecipeError, match="Unknown key 'augment.rotate' for augmentation 'basic'.*'rotation'"):
         engine.validate(tiny_recipe(augment={"name": "basic", "rotate": 0.2}), data=False)
+
+
+def test_a_model_trained_through_the_cache_exports(engine, tmp_path):
+    run = engine.run(tiny_recipe(), data=tiny_data(), save=False)
+    assert engine.feature_cache.computed == 2
+    path = engine.save_model(run.model, tmp_path / "served.savedmodel", "savedmodel")
+    x = tiny_data().train[0]
+    np.testing.assert_allclose(engine.load_model(path).predict(x, verbose=0),
+                               run.model.predict(x, verbose=0), rtol=1e-6)

@@ -381,6 +381,10 @@ class Engine:
             epoch = end
             self.call("finetunekit_stage_end", run=run, stage=stage, index=index,
                       history=run.history[first:])
+        if isinstance(data.train, tuple) and len(data.train[0]):
+            # a cached stage trains the head alone; one call marks the whole model as
+            # used, which Keras's exporters require
+            run.model(data.train[0][:1], training=False)
         return run
 
     def _cached_head(self, run: Run, data: Data, batch_size: int) -> tuple[Any, Data]:
