@@ -22,7 +22,7 @@ from finetunekit.core.components import Data, DataContext, DataSource
 from finetunekit.core.errors import DataError
 from finetunekit.core.params import Param
 from finetunekit.core.plugins import hookimpl
-from finetunekit.plugins.data.scan import ImageList, load_images, stratified_split
+from finetunekit.plugins.data.scan import ImageList, to_data
 
 COLUMNS = ("path", "label")
 
@@ -111,16 +111,8 @@ def load_csv(context: DataContext, train: str, validation: str | None = None,
     if validation:
         rows = read_rows(Path(validation), "data.validation")
         lists.append(list_csv(Path(validation), "data.validation", "validation", rows, names))
-    elif validation_split:
-        lists = list(stratified_split(lists[0], validation_split, context.seed))
-        if not lists[1].paths:
-            raise DataError(
-                f"'data.validation_split' = {validation_split} holds out no image: every label "
-                f"of '{train}' has fewer than 2 rows. Add rows, or drop the split."
-            )
-    arrays, report = load_images(lists, names, context.input_shape[:2], strict=strict)
-    return Data(train=arrays["train"], validation=arrays.get("validation"), class_names=names,
-                report=report)
+    return to_data(lists, names, context, strict=strict, validation_split=validation_split,
+                   source=train)
 
 
 @hookimpl

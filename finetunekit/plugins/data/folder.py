@@ -15,7 +15,7 @@ from finetunekit.core.errors import DataError
 from finetunekit.core.params import Param
 from finetunekit.core.plugins import hookimpl
 from finetunekit.plugins.data.images import IMAGE_SUFFIXES, list_images
-from finetunekit.plugins.data.scan import ImageList, load_images, stratified_split
+from finetunekit.plugins.data.scan import ImageList, to_data
 
 
 def _class_folders(root: Path, key: str) -> list[Path]:
@@ -88,16 +88,8 @@ def load_folder(context: DataContext, train: str, validation: str | None = None,
         val_files, val_names = list_folder(Path(validation), "data.validation", "validation")
         _same_classes(names, val_names, validation)
         lists.append(val_files)
-    elif validation_split:
-        lists = list(stratified_split(train_files, validation_split, context.seed))
-        if not lists[1].paths:
-            raise DataError(
-                f"'data.validation_split' = {validation_split} holds out no image: every class "
-                f"of '{train}' has fewer than 2. Add images, or drop the split."
-            )
-    arrays, report = load_images(lists, names, context.input_shape[:2], strict=strict)
-    return Data(train=arrays["train"], validation=arrays.get("validation"), class_names=names,
-                report=report)
+    return to_data(lists, names, context, strict=strict, validation_split=validation_split,
+                   source=train)
 
 
 @hookimpl

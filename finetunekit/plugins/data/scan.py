@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -100,6 +101,28 @@ class _Scanned:
     conversions: Counter
     skipped: dict[str, list[str]]
     skipped_per_class: Counter
+
+
+def to_data(lists: list[ImageList], class_names: list[str], context: Any, *, strict: bool,
+            validation_split: float | None, source: str) -> Any:
+    """Hold out `validation_split` of the only list if asked, decode, and make a `Data`.
+
+    Args:
+        lists: one list (train) or two (train, validation).
+        source: str. What the train list came from, for the message of an empty split.
+    """
+    from finetunekit.core.components import Data
+
+    if validation_split and len(lists) == 1:
+        lists = list(stratified_split(lists[0], validation_split, context.seed))
+        if not lists[1].paths:
+            raise DataError(
+                f"'data.validation_split' = {validation_split} holds out no image: every class "
+                f"of '{source}' has fewer than 2. Add images, or drop the split."
+            )
+    arrays, report = load_images(lists, class_names, context.input_shape[:2], strict=strict)
+    return Data(train=arrays["train"], validation=arrays.get("validation"),
+                class_names=class_names, report=report)
 
 
 def _workers() -> int:
