@@ -36,7 +36,7 @@ def test_cached_epoch_vs_uncached_epoch(benchmark, tmp_path):
     data = Data(train=(rng.integers(0, 256, (IMAGES, 150, 150, 3), dtype=np.uint8),
                        np.arange(IMAGES) % 2))
     engine.compile_stage(run, 0, steps_per_epoch=IMAGES // 20)
-    trainer, features = engine._cached_head(run, data, 20)
+    trainer, features = engine.cached_head(run, data, 20)
 
     epoch = iter(range(10**6))
     fit_epoch(trainer, features, 20, next(epoch), 0, [])  # warm-up: tracing

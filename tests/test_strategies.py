@@ -79,10 +79,7 @@ def test_partial_needs_exactly_one_of_its_keys(engine):
 def test_unfreeze_from_out_of_range_names_the_key(engine, value, fragment):
     with pytest.raises(RecipeError, match="strategy.unfreeze_from") as info:
         engine.build(tiny_recipe(strategy={"name": "partial", "unfreeze_from": value}))
-    if value != 99:
-        assert fragment in str(info.value)
-    else:
-        assert "below 19" in str(info.value)
+    assert fragment in str(info.value)
 
 
 def test_unfreeze_blocks_out_of_range_names_the_key(engine):

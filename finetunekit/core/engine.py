@@ -61,6 +61,11 @@ class Engine:
         entry_points: bool. Load plugins from the ``finetunekit`` entry-point group.
             Defaults to True.
 
+    Attributes:
+        pm: the engine's own ``pluggy.PluginManager``.
+        feature_cache: :class:`~finetunekit.core.feature_cache.FeatureCache` of this
+            engine (base features of frozen-base stages, computed once).
+
     Example:
 
     >>> engine = Engine()
@@ -374,7 +379,7 @@ class Engine:
             callbacks = [Lifecycle(self, run, stage)]
             trainer, stage_data = run.model, data
             if uses_cache(run, stage, data) and start < end:
-                trainer, stage_data = self._cached_head(run, data, batch_size)
+                trainer, stage_data = self.cached_head(run, data, batch_size)
             for current in range(max(epoch, start), end):
                 fit_epoch(trainer, stage_data, batch_size, current, run.recipe["train"]["seed"],
                            callbacks)
@@ -387,8 +392,9 @@ class Engine:
             run.model(data.train[0][:1], training=False)
         return run
 
-    def _cached_head(self, run: Run, data: Data, batch_size: int) -> tuple[Any, Data]:
-        """The head alone, compiled with the stage's optimizer, and the data as features."""
+    def cached_head(self, run: Run, data: Data, batch_size: int) -> tuple[Any, Data]:
+        """The head alone, compiled with the stage's optimizer, and the data as the frozen
+        base's features (from :attr:`feature_cache`), for a stage that trains the head only."""
         def features(pair):
             return None if pair is None else (
                 self.feature_cache.features(run, pair[0], batch_size), pair[1])

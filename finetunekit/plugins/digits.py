@@ -7,6 +7,8 @@ the project and works offline, so the demo and the tests train on real images.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from finetunekit.core.components import Data, DataContext, DataSource
@@ -15,8 +17,13 @@ from finetunekit.core.params import Param
 from finetunekit.core.plugins import hookimpl
 
 
+@functools.lru_cache(maxsize=4)
 def digits_images(size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """All 1,797 digits as uint8 RGB images of `size` (height, width), and their labels."""
+    """All 1,797 digits as uint8 RGB images of `size` (height, width), and their labels.
+
+    Decoding and resizing take seconds; the result (read-only, pure data) is kept per
+    size, so a demo that loads the digits several times pays it once.
+    """
     from PIL import Image
     from sklearn.datasets import load_digits
 
@@ -25,7 +32,10 @@ def digits_images(size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     resized = np.stack([
         np.asarray(Image.fromarray(img).resize((size[1], size[0]), Image.BILINEAR)) for img in pixels
     ])
-    return np.repeat(resized[..., None], 3, axis=-1), digits.target.astype(np.int32)
+    images = np.repeat(resized[..., None], 3, axis=-1)
+    labels = digits.target.astype(np.int32)
+    images.flags.writeable = labels.flags.writeable = False
+    return images, labels
 
 
 def load_digits_data(context: DataContext, classes=None, train_per_class=None,
