@@ -42,7 +42,12 @@ def test_cached_epoch_vs_uncached_epoch(benchmark, tmp_path):
     fit_epoch(trainer, features, 20, next(epoch), 0, [])  # warm-up: tracing
     benchmark.pedantic(lambda: fit_epoch(trainer, features, 20, next(epoch), 0, []),
                        rounds=5, iterations=1)
-    cached = benchmark.stats.stats.median
+    if benchmark.stats is not None:
+        cached = benchmark.stats.stats.median
+    else:  # --benchmark-disable: time it here so the ratio still prints
+        started = time.perf_counter()
+        fit_epoch(trainer, features, 20, next(epoch), 0, [])
+        cached = time.perf_counter() - started
 
     fit_epoch(run.model, data, 20, next(epoch), 0, [])  # warm-up: tracing
     uncached = []
