@@ -131,3 +131,17 @@ def test_an_outside_plugin_adds_its_own_label_mixing_augmentation():
     engine.fit(run, tiny_data(n=8, classes=2))
     assert calls == [4, 4]  # two batches of the one epoch
     assert isinstance(run.head.loss, keras.losses.CategoricalCrossentropy)
+
+
+def test_a_resumed_mixup_run_ends_with_the_weights_of_an_uninterrupted_one(engine, tmp_path):
+    recipe = tiny_recipe(epochs=3, augment={"name": "mixup"},
+                         save={"path": str(tmp_path / "run"), "keep_checkpoints": 3})
+    data = tiny_data(n=8)
+    whole = [np.array(w) for w in engine.run(recipe, data=data).model.weights]
+    checkpoints = sorted((tmp_path / "run" / "checkpoints").iterdir())
+    for later in checkpoints[1:]:  # as if killed after the first epoch
+        later.unlink()
+    resumed = Engine(entry_points=False).resume(tmp_path / "run", data=data)
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
+    for a, b in zip(whole, resumed.model.weights):
+        np.testing.assert_array_equal(a, np.array(b))
