@@ -116,7 +116,8 @@ def soft_head(head: BuiltHead, name: str) -> BuiltHead:
     accuracy becomes :class:`DominantBinaryAccuracy`. Other metrics are kept unchanged.
     """
     loss = head.loss
-    loss_name = loss if isinstance(loss, str) else getattr(loss, "name", type(loss).__name__)
+    loss_name = loss if isinstance(loss, str) else (
+        getattr(loss, "name", None) or getattr(loss, "__name__", type(loss).__name__))
     from_logits = bool(getattr(loss, "get_config", dict)().get("from_logits", False))
     if loss_name == "sparse_categorical_crossentropy":
         loss = keras.losses.CategoricalCrossentropy(from_logits=from_logits)
