@@ -92,16 +92,63 @@ def test_dominant_binary_accuracy_counts_the_larger_share():
     assert float(metric.result()) == pytest.approx(2 / 3)
 
 
-def test_mixing_needs_arrays_and_a_crossentropy_head(engine):
+def test_a_pipeline_is_mixed_batch_by_batch_and_validation_only_made_soft(engine):
+    import tensorflow as tf
+
+    run = engine.build(tiny_recipe(classes=3, augment={"name": "cutmix"}))
+    data = tiny_data(n=8, classes=3)
+    (x, y), (vx, vy) = data.train, data.validation
+    pipeline = Data(train=tf.data.Dataset.from_tensor_slices((x, y)).batch(4),
+                    validation=tf.data.Dataset.from_tensor_slices((vx, vy)).batch(4))
+    epoch = run.mix.epoch(pipeline, 4, 0, seed=0)
+    batches = [tuple(np.asarray(t) for t in b) for b in epoch.train]
+    assert [len(b[0]) for b in batches] == [4, 4] and len(epoch.train) == 2
+    mixed = np.concatenate([b[1] for b in batches])
+    np.testing.assert_allclose(mixed.sum(axis=1), 1.0, rtol=1e-6)
+    assert not np.array_equal(np.concatenate([b[0] for b in batches]), x)
+    vx_out, vy_out = (np.asarray(t) for t in next(iter(epoch.validation)))
+    np.testing.assert_array_equal(vx_out, vx)
+    np.testing.assert_array_equal(vy_out, np.eye(3)[vy])
+    again = list(run.mix.epoch(pipeline, 4, 0, seed=0).train)  # same (seed, epoch)
+    np.testing.assert_array_equal(np.asarray(again[1][0]), batches[1][0])
+
+    engine.fit(run, pipeline)
+    assert np.isfinite(run.history[-1]["loss"]) and "val_accuracy" in run.history[-1]
+
+
+def test_mixing_needs_image_label_batches_and_a_crossentropy_head(engine):
     import tensorflow as tf
 
     run = engine.build(tiny_recipe(augment={"name": "mixup"}))
     x, y = tiny_data(n=4).train
-    pipeline = Data(train=tf.data.Dataset.from_tensor_slices((x, y)).batch(2))
-    with pytest.raises(DataError, match=r"mixes images and labels.*Received Data.train of type"):
-        run.mix.epoch(pipeline, 2, 0, seed=0)
+    weighted = tf.data.Dataset.from_tensor_slices((x, y, np.ones(4))).batch(2)
+    with pytest.raises(DataError, match=r"needs batches of \(images, labels\). Received elements"):
+        run.mix.epoch(Data(train=weighted), 2, 0, seed=0)
+    with pytest.raises(DataError, match=r"Received a batch of tuple with 3 items"):
+        run.mix.batch((x, y, np.ones(4)), 0, 0, 0, mix=True)
+    with pytest.raises(DataError, match=r"a tf.data.Dataset or a PyDataset. Received list"):
+        run.mix.epoch(Data(train=[(x, y)]), 2, 0, seed=0)
     with pytest.raises(RecipeError, match=r"augment.name = \"mixup\".*Received a head with loss 'mse'"):
         soft_head(BuiltHead(layer=None, loss="mse"), "mixup")
+
+
+def test_a_pydataset_keeps_its_length_and_is_mixed_by_batch_index(engine):
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            x, y = tiny_data(n=8).train
+            return x[index * 4:(index + 1) * 4], y[index * 4:(index + 1) * 4]
+
+    run = engine.build(tiny_recipe(augment={"name": "mixup"}))
+    mixed = run.mix.epoch(Data(train=Batches()), 4, 1, seed=0).train
+    assert len(mixed) == 2
+    x1, y1 = mixed[1]
+    np.testing.assert_array_equal(mixed[1][0], x1)  # batch 1 mixes the same whenever read
+    assert y1.shape == (4, 1) and not np.array_equal(x1, Batches()[1][0])
+    engine.fit(run, Data(train=Batches()))
+    assert np.isfinite(run.history[-1]["loss"])
 
 
 def test_a_model_trained_with_mixup_saves_and_loads(engine, tmp_path):

@@ -1,14 +1,15 @@
 """Label-mixing augmentation (MixUp, CutMix): images and labels mixed together.
 
 An augmentation layer inside the model sees images only. MixUp and CutMix also blend
-the labels, so they run outside the model, on each epoch's training arrays, in numpy
+the labels, so they run outside the model, on each epoch's training batches, in numpy
 (every backend). An :class:`~finetunekit.Augmentation` with a ``mix`` function is
 label-mixing; this module applies it:
 
 * labels become soft: one-hot rows for a softmax head (whose sparse loss and accuracy
   are swapped for their categorical forms), a float in [0, 1] for a sigmoid head;
 * every epoch pairs each training image with a partner drawn by a generator seeded with
-  (seed, epoch), so a resumed run sees the same mixing;
+  (seed, epoch), so a resumed run sees the same mixing (arrays: partners from the whole
+  epoch; a ``tf.data.Dataset`` or ``PyDataset``: from the same batch);
 * validation data is never mixed (its labels only take the soft format).
 """
 
@@ -77,34 +78,104 @@ class LabelMixing:
         return np.eye(self.classes, dtype=np.float32)[labels[:, 0].astype(np.int64)]
 
     def epoch(self, data: Data, batch_size: int, epoch: int, seed: int) -> Data:
-        """The data of one epoch (from 0): training images and labels mixed in batches of
-        `batch_size`, each with partners from a generator seeded by (seed, epoch)."""
+        """The data of one epoch (from 0), training batches mixed, validation only soft.
+
+        Arrays: every image gets a partner from a permutation of the whole epoch, mixed in
+        batches of `batch_size`. A ``tf.data.Dataset`` or ``PyDataset``: each batch as it
+        comes, paired within itself. Either way the generator is seeded by (seed, epoch)
+        (and the batch's index), so the same recipe mixes the same way.
+        """
+        validation = data.validation
+        if isinstance(validation, tuple):
+            validation = (validation[0], self.soft(validation[1]))
+        elif validation is not None:
+            validation = self._stream(validation, epoch, seed, mix=False)
         if not isinstance(data.train, tuple):
-            raise DataError(
-                f"augment.name = \"{self.name}\" mixes images and labels, which needs the "
-                f"training data as (images, labels) arrays. Received Data.train of type "
-                f"{type(data.train).__name__}. Load a folder, csv or arrays source, or pass "
-                "numpy arrays."
-            )
+            return replace(data, train=self._stream(data.train, epoch, seed, mix=True),
+                           validation=validation)
         x, y = data.train[0], self.soft(data.train[1])
         rng = np.random.default_rng([seed, epoch, MIX_STREAM])
         partner = rng.permutation(len(x))
         images, labels = np.empty_like(x), np.empty_like(y)
         for start in range(0, len(x), batch_size):
             part = slice(start, start + batch_size)
-            mixed_x, mixed_y = self.mix(x[part], y[part], x[partner[part]], y[partner[part]],
-                                        rng)
-            if mixed_x.shape != x[part].shape or mixed_y.shape != y[part].shape:
-                raise PluginError(
-                    f"Augmentation '{self.name}' mix() must return images and labels shaped "
-                    f"like its inputs {x[part].shape}, {y[part].shape}. Received "
-                    f"{mixed_x.shape}, {mixed_y.shape}."
-                )
-            images[part], labels[part] = mixed_x, mixed_y
-        validation = data.validation
-        if isinstance(validation, tuple):
-            validation = (validation[0], self.soft(validation[1]))
+            images[part], labels[part] = self._mix(x[part], y[part], x[partner[part]],
+                                                   y[partner[part]], rng)
         return replace(data, train=(images, labels), validation=validation)
+
+    def _mix(self, x, y, other_x, other_y, rng):
+        mixed_x, mixed_y = self.mix(x, y, other_x, other_y, rng)
+        if np.shape(mixed_x) != x.shape or np.shape(mixed_y) != y.shape:
+            raise PluginError(
+                f"Augmentation '{self.name}' mix() must return images and labels shaped "
+                f"like its inputs {x.shape}, {y.shape}. Received {np.shape(mixed_x)}, "
+                f"{np.shape(mixed_y)}."
+            )
+        return mixed_x, mixed_y
+
+    def _stream(self, batches: Any, epoch: int, seed: int, *, mix: bool) -> Any:
+        """`batches` (a ``tf.data.Dataset`` or ``PyDataset`` of ``(images, labels)``) with
+        labels made soft and, if `mix`, each batch mixed with a permutation of itself;
+        of the same kind and length, so that Keras knows the epoch's end."""
+        if isinstance(batches, keras.utils.PyDataset):
+            return _SoftBatches(self, batches, epoch, seed, mix)
+        if type(batches).__module__.startswith("tensorflow"):
+            import tensorflow as tf
+
+            spec = batches.element_spec
+            if not (isinstance(spec, tuple) and len(spec) == 2):
+                raise DataError(self._pair_message(f"elements of {spec}"))
+            shape = spec[0].shape
+
+            def generate():
+                for index, pair in enumerate(batches):
+                    yield self.batch(pair, index, epoch, seed, mix=mix)
+
+            dataset = tf.data.Dataset.from_generator(generate, output_signature=(
+                tf.TensorSpec(shape, tf.uint8),
+                tf.TensorSpec((None, self.classes), tf.float32)))
+            length = int(batches.cardinality())  # negative: infinite or unknown
+            if length >= 0:
+                dataset = dataset.apply(tf.data.experimental.assert_cardinality(length))
+            return dataset
+        raise DataError(
+            f"augment.name = \"{self.name}\" mixes images and labels, which needs the "
+            "training data as (images, labels) arrays, a tf.data.Dataset or a PyDataset. "
+            f"Received {type(batches).__name__}."
+        )
+
+    def batch(self, pair: Any, index: int, epoch: int, seed: int, *, mix: bool):
+        """One ``(images, labels)`` batch, labels soft and, if `mix`, mixed within the batch
+        by a generator seeded with (seed, epoch, index)."""
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+            count = f" with {len(pair)} items" if isinstance(pair, (tuple, list)) else ""
+            raise DataError(self._pair_message(f"a batch of {type(pair).__name__}{count}"))
+        x = np.asarray(pair[0]).astype(np.uint8)
+        y = self.soft(np.asarray(pair[1]))
+        if mix:
+            rng = np.random.default_rng([seed, epoch, MIX_STREAM, index])
+            partner = rng.permutation(len(x))
+            x, y = self._mix(x, y, x[partner], y[partner], rng)
+        return x, y
+
+    def _pair_message(self, received: str) -> str:
+        return (f"augment.name = \"{self.name}\" needs batches of (images, labels). "
+                f"Received {received}. Drop sample weights, or pass numpy arrays.")
+
+
+class _SoftBatches(keras.utils.PyDataset):
+    """A PyDataset's batches through :meth:`LabelMixing.batch`, same length and order."""
+
+    def __init__(self, mixing: LabelMixing, batches: Any, epoch: int, seed: int, mix: bool):
+        super().__init__()
+        self.mixing, self.batches, self.mix = mixing, batches, mix
+        self.epoch, self.seed = epoch, seed
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int):
+        return self.mixing.batch(self.batches[index], index, self.epoch, self.seed, mix=self.mix)
 
 
 def soft_head(head: BuiltHead, name: str) -> BuiltHead:
