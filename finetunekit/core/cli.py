@@ -51,7 +51,7 @@ def _engine(plugins, *, progress: bool = False):
     return Engine(plugins=extra)
 
 
-def _recipe(path: str, overrides, overwrite: bool = False):
+def _recipe(path: str, overrides, overwrite: bool = False, strict: bool = False):
     from finetunekit.core.recipe import Recipe
 
     recipe = Recipe.from_toml(path)
@@ -59,12 +59,17 @@ def _recipe(path: str, overrides, overwrite: bool = False):
         recipe = recipe.with_overrides(list(overrides))
     if overwrite:
         recipe = recipe.with_overrides({"save.overwrite": True})
+    if strict:
+        recipe = recipe.with_overrides({"data.strict": True})
     return recipe
 
 
 recipe_argument = click.argument("recipe", type=click.Path(dir_okay=False))
 set_option = click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
                           help="Override a recipe key (TOML value); repeatable.")
+strict_option = click.option("--strict", is_flag=True,
+                             help="Refuse unusable images instead of skipping them "
+                                  "(same as --set data.strict=true).")
 plugin_option = click.option("--plugin", "plugins", multiple=True, metavar="MODULE",
                              help="Import MODULE and register it as a plugin; repeatable.")
 
@@ -80,10 +85,11 @@ def main():
 @set_option
 @plugin_option
 @click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
+@strict_option
 @handle_errors
-def run(recipe, overrides, plugins, overwrite):
+def run(recipe, overrides, plugins, overwrite, strict):
     """Train the model RECIPE describes and write its run folder (save.path)."""
-    recipe_obj = _recipe(recipe, overrides, overwrite)
+    recipe_obj = _recipe(recipe, overrides, overwrite, strict)
     engine = _engine(plugins, progress=True)
     result = engine.run(recipe_obj)
     click.echo(f"done: {len(result.history)} epoch(s)  {_summary(result)}")
@@ -115,9 +121,10 @@ def resume(run_dir, plugins):
 @plugin_option
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 @click.option("--unsafe", is_flag=True, help="Allow loading models that carry Python code.")
+@strict_option
 @handle_errors
 def retrain(model, data_dir, validation_dir, recipe_path, strategy, epochs, out, overrides,
-            plugins, overwrite, unsafe):
+            plugins, overwrite, unsafe, strict):
     """Load a saved MODEL (a run folder or a model file) and train it on new data."""
     from finetunekit.core.recipe import Recipe, parse_assignment
 
@@ -131,6 +138,8 @@ def retrain(model, data_dir, validation_dir, recipe_path, strategy, epochs, out,
         changes["strategy.name"] = strategy
     if epochs is not None:
         changes["train.epochs"] = epochs
+    if strict:
+        changes["data.strict"] = True
     recipe = Recipe.from_toml(recipe_path) if recipe_path else None
     assignments = dict(parse_assignment(text) for text in overrides)
     result = _engine(plugins, progress=True).retrain(

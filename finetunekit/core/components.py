@@ -282,14 +282,24 @@ class Augmentation:
             None for no augmentation) that maps a batch of images with pixel values in
             [0, 255] to augmented images in the same range. Keras's random layers act
             only when ``training=True``, so the saved model predicts unaugmented.
-        params: mapping of extra recipe keys ``[augment]`` accepts.
+        params: mapping of extra recipe keys ``[augment]`` accepts (passed to ``build``
+            and to ``mix``).
         description: str. One line for ``finetunekit list``.
+        mix: callable or None. For an augmentation that mixes labels too (MixUp,
+            CutMix): ``mix(images, labels, other_images, other_labels, rng, **params)``
+            takes a batch and its partners (uint8 images, float32 soft labels of shape
+            ``(n, classes)``: one-hot rows, or one column for a sigmoid head) and a
+            ``numpy.random.Generator``, and returns the mixed uint8 images and their
+            soft labels, shaped like the inputs. It runs outside the model on training
+            batches only, so the engine also switches the head's loss and accuracy to
+            their soft-label forms and the feature cache off (docs/data.md).
     """
 
     name: str
     build: Callable[..., Any]
     params: Params = field(default_factory=dict)
     description: str = ""
+    mix: Callable[..., Any] | None = None
 
 
 COMPONENT_KINDS: dict[str, type] = {

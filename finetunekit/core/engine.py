@@ -29,6 +29,7 @@ from finetunekit.core.feature_cache import FeatureCache, head_model, uses_cache
 from finetunekit.core.errors import DataError, PersistenceError, PluginError, RecipeError
 from finetunekit.core.layers import Preprocess
 from finetunekit.core.learning_rates import scale_learning_rates
+from finetunekit.core.mixing import LabelMixing
 from finetunekit.core.params import validate_section
 from finetunekit.core.persistence import atomic_save, atomic_write, check_run_folder, history_csv
 from finetunekit.core.plugins import (
@@ -229,8 +230,10 @@ class Engine:
         augmentation, augment_params = self.select(recipe, "augment")
         augment = self.call("finetunekit_build_augmentation", augmentation=augmentation,
                             input_shape=input_shape, params=augment_params)
-        run = Run(recipe=recipe, base=base, blocks=blocks, head=built_head, plan=plan, model=None,
-                  preprocess=preprocess, augment=augment,
+        classes = built_head.layer.compute_output_shape((None, *base.output_shape[1:]))[-1]
+        mix = LabelMixing.of(augmentation, augment_params, built_head, int(classes))
+        run = Run(recipe=recipe, base=base, blocks=blocks, head=mix.head if mix else built_head,
+                  plan=plan, model=None, preprocess=preprocess, augment=augment, mix=mix,
                   variable_flags=freezing.variable_flags(base))
         self.prepare_stage(run, 0)
         return run
@@ -380,9 +383,11 @@ class Engine:
             trainer, stage_data = run.model, data
             if uses_cache(run, stage, data) and start < end:
                 trainer, stage_data = self.cached_head(run, data, batch_size)
+            seed = run.recipe["train"]["seed"]
             for current in range(max(epoch, start), end):
-                fit_epoch(trainer, stage_data, batch_size, current, run.recipe["train"]["seed"],
-                           callbacks)
+                epoch_data = (run.mix.epoch(stage_data, batch_size, current, seed)
+                              if run.mix else stage_data)
+                fit_epoch(trainer, epoch_data, batch_size, current, seed, callbacks)
             epoch = end
             self.call("finetunekit_stage_end", run=run, stage=stage, index=index,
                       history=run.history[first:])

@@ -100,8 +100,9 @@ def head_model(run: Any) -> Any:
 
 def uses_cache(run: Any, stage: Any, data: Any) -> bool:
     """Whether a stage can train on cached features: the base fully frozen, no random
-    augmentation before it, arrays (not a pipeline) in, and the cache not switched off."""
-    return (not stage.trainable and run.augment is None
+    augmentation before it (nor label mixing), arrays (not a pipeline) in, and the cache
+    not switched off."""
+    return (not stage.trainable and run.augment is None and run.mix is None
             and run.recipe["train"]["feature_cache"] == "auto"
             and isinstance(data.train, tuple)
             and (data.validation is None or isinstance(data.validation, tuple)))

@@ -211,6 +211,10 @@ def finetunekit_load_data(source, context, params):
 def finetunekit_register_augmentations(register):
     """Contribute augmentations.
 
+    An :class:`~finetunekit.Augmentation` works inside the model (``build``: a layer on
+    training batches), on images and labels together (``mix``: MixUp, CutMix, run by the
+    engine on each epoch's training batches with soft labels), or both.
+
     :param register: call ``register(Augmentation(...))`` once per augmentation.
     """
 
@@ -224,6 +228,7 @@ def finetunekit_build_augmentation(augmentation, input_shape, params):
     :param params: dict of its validated recipe keys.
     :return: a Keras layer, or None for no augmentation (then the next implementation
         is asked; the default returns whatever the component built, None included).
+        A label-mixing augmentation's ``mix`` comes from the component, not this hook.
 
     Stops at first non-None result.
     """

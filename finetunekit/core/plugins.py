@@ -55,6 +55,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "finetunekit.plugins.data.arrays",
     "finetunekit.plugins.digits",
     "finetunekit.plugins.augmentations",
+    "finetunekit.plugins.kerascv",
 )
 """Dotted module paths of the built-in plugins, registered like any other plugin."""
 

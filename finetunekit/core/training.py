@@ -30,6 +30,8 @@ class Run:
         model: keras.Model. uint8 images in, predictions out; recomposed per stage.
         preprocess: keras.Layer. The backbone's normalisation inside the model.
         augment: keras.Layer or None. Random augmentation before it (training only).
+        mix: :class:`~finetunekit.core.mixing.LabelMixing` or None. Label-mixing
+            augmentation (MixUp, CutMix) applied to each epoch's training batches.
         path: Path or None. The run folder (``save.path``).
         history: list of dict. One row per epoch: epoch, stage, metrics, learning rate.
         stage_index: int. The stage the model is prepared for.
@@ -47,6 +49,7 @@ class Run:
     model: Any
     preprocess: Any
     augment: Any = None
+    mix: Any = None
     path: Path | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     stage_index: int = 0
