@@ -133,6 +133,20 @@ def test_summary_flags_a_loss_to_a_simpler_strategy_or_to_random_weights():
     assert summary[RANDOM]["loses_to"] == []
 
 
+def test_summary_keeps_a_strategy_that_does_not_apply_with_its_reason(tmp_path):
+    rows = [_row("feature_extraction", 0, 0.5, 10), _row("feature_extraction", 1, 0.7, 10),
+            {"strategy": "norm_only", "weights": "transferred", "seed": None,
+             "val_accuracy": None, "seconds": None, "trainable_params": None,
+             "not_applicable": "Strategy 'norm_only' trains normalisation layers. Use bitfit."}]
+    summary = summarise(rows)
+    assert summary[-1] == {"strategy": "norm_only", "not_applicable": rows[-1]["not_applicable"]}
+    written = write({"command": "test", "backend": "b", "device": "d",
+                     "accuracy": {"rows": rows, "summary": summary}}, tmp_path)
+    table = written[1].read_text(encoding="utf-8")
+    assert "| norm_only | - | - | not applicable |" in table
+    assert "0.600 ± 0.141" in table
+
+
 def test_user_data_needs_train_and_validation(tmp_path):
     (tmp_path / "train" / "cats").mkdir(parents=True)
     with pytest.raises(DataError, match="train/' and 'validation/'"):

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from finetunekit.core.errors import DataError
+from finetunekit.core.errors import DataError, RecipeError
 from finetunekit.demo import FULL, DemoSettings, Variant, target_recipe, train_source
 
 RANDOM = "full_random"
@@ -120,6 +120,7 @@ def run_accuracy(settings: AccuracySettings, engine=None, *, log=print) -> list[
             log(f"source (digits 0-4): val accuracy {rows[-1]['val_accuracy']:.3f}")
         runs = [Variant(n, strategy_section(n, settings.demo), True) for n in settings.strategies]
         runs.append(Variant(RANDOM, {"name": "full"}, False))
+        runs = [v for v in runs if _applies(engine, settings, v, weights, Path(tmp), rows, log)]
         for seed in settings.seeds:
             demo = replace(settings.demo, seed=seed)
             recipes = [recipe_for(settings, demo, v, weights, Path(tmp) / v.name) for v in runs]
@@ -140,20 +141,40 @@ def run_accuracy(settings: AccuracySettings, engine=None, *, log=print) -> list[
     return rows
 
 
+def _applies(engine, settings: AccuracySettings, variant: Variant, weights: str, tmp: Path,
+             rows: list[dict[str, Any]], log) -> bool:
+    """Whether the strategy can plan on this backbone (``norm_only`` cannot on VGG16,
+    which has no normalisation layers); if not, a row saying why, and no runs."""
+    try:
+        engine.build(recipe_for(settings, settings.demo, variant, "none", tmp / "x"))
+    except RecipeError as exc:
+        rows.append({"strategy": variant.name, "weights": "transferred", "seed": None,
+                     "val_accuracy": None, "seconds": None, "trainable_params": None,
+                     "not_applicable": str(exc)})
+        log(f"{variant.name}: not applicable here: {exc}")
+        return False
+    return True
+
+
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per strategy over seeds: mean and std of accuracy, mean seconds, and which
     simpler strategies beat it.
 
     A strategy is *simpler* than another when it trains fewer parameters; a strategy
     "loses to" every simpler one (and to the random-weights baseline) whose mean accuracy
-    is higher. The source row is left out.
+    is higher. The source row is left out; a strategy that does not apply to the
+    backbone gets an entry with ``not_applicable`` (the reason) and nothing else.
     """
     by_name: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         if row["strategy"] != "source":
             by_name.setdefault(row["strategy"], []).append(row)
     summary = []
+    skipped = []
     for name, group in by_name.items():
+        if group[0].get("not_applicable"):
+            skipped.append({"strategy": name, "not_applicable": group[0]["not_applicable"]})
+            continue
         accuracies = [r["val_accuracy"] for r in group]
         summary.append({
             "strategy": name,
@@ -172,4 +193,4 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 or other["trainable_params"] < entry["trainable_params"])
             and entry["strategy"] != RANDOM
         ]
-    return summary
+    return summary + skipped

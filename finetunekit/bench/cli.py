@@ -50,6 +50,7 @@ def run_bench(*, backbones: list[str], strategies: list[str], image_size: int | 
         engine.catalogue.get("strategy", name, key="--strategies")
     precisions = [check_precision(p) for p in precisions or ["float32"]]
     report.check_out(out)
+    report.check_matplotlib()
     result: dict[str, Any] = {"command": command, "backend": keras.backend.backend(),
                               "device": device_name()}
 

@@ -26,6 +26,17 @@ def check_out(out: Path) -> None:
         )
 
 
+def check_matplotlib() -> None:
+    """Refuse to start, rather than fail after measuring, when bench.png cannot be drawn."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise PersistenceError(
+            "finetunekit bench draws bench.png with matplotlib, which is not installed. "
+            "Install it (pip install matplotlib, or the project's [test] extra)."
+        )
+
+
 def throughput_table(rows: list[dict[str, Any]]) -> str:
     """Markdown table of throughput rows: finetunekit, the same-run baseline, the ratio."""
     lines = ["| backbone | strategy (stage timed) | batch | precision | size | finetunekit img/s "
@@ -45,6 +56,10 @@ def accuracy_table(summary: list[dict[str, Any]]) -> str:
              "| seconds per run | note |",
              "| --- | --- | ---: | --- | ---: | ---: | --- |"]
     for s in summary:
+        if s.get("not_applicable"):
+            reason = s["not_applicable"].replace("|", "/").split(". ")[0]
+            lines.append(f"| {s['strategy']} | - | - | not applicable | 0 | - | {reason} |")
+            continue
         note = f"loses to {', '.join(s['loses_to'])}" if s.get("loses_to") else ""
         lines.append(f"| {s['strategy']} | {s['weights']} | {s['trainable_params']:,} | "
                      f"{s['mean']:.3f} ± {s['std']:.3f} | {s['seeds']} | {s['seconds']:.1f} | "
@@ -94,7 +109,7 @@ def chart(result: dict[str, Any], path: Path) -> None:
             ax.set_ylabel("training images/s")
             ax.legend()
         else:
-            summary = result["accuracy"]["summary"]
+            summary = [s for s in result["accuracy"]["summary"] if not s.get("not_applicable")]
             xs = range(len(summary))
             ax.bar(list(xs), [s["mean"] for s in summary], yerr=[s["std"] for s in summary],
                    capsize=3, color=["C3" if s["loses_to"] else "C0" for s in summary])

@@ -200,7 +200,8 @@ def device_name() -> str:
             import jax
 
             device = jax.devices()[0]
-            return f"{device.platform}: {getattr(device, 'device_kind', device)}"
+            kind = getattr(device, "device_kind", device.platform)
+            return device.platform if kind == device.platform else f"{device.platform}: {kind}"
         if backend == "tensorflow":
             import tensorflow as tf
 
