@@ -128,9 +128,21 @@ def test_summary_flags_a_loss_to_a_simpler_strategy_or_to_random_weights():
     assert summary["feature_extraction"]["mean"] == pytest.approx(0.7)
     assert summary["feature_extraction"]["std"] == pytest.approx(0.1)
     assert summary["full"]["loses_to"] == ["feature_extraction", "lora"]
+    # 0.1 behind feature_extraction (stds 0.1 + 0.1): within; 0.3 behind lora (std 0): not
+    assert summary["full"]["within_std"] == ["feature_extraction"]
     assert summary["lora"]["loses_to"] == []  # beats the simpler feature_extraction
     assert summary["feature_extraction"]["loses_to"] == []
     assert summary[RANDOM]["loses_to"] == []
+
+
+def test_at_equal_parameters_a_multi_stage_strategy_loses_to_full_not_the_reverse():
+    rows = []
+    for seed, (full, two_stage) in enumerate([(0.90, 0.85), (0.92, 0.60), (0.88, 0.70)]):
+        rows += [_row("full", seed, full, 1000), _row("two_stage", seed, two_stage, 1000)]
+    summary = {s["strategy"]: s for s in summarise(rows)}
+    assert summary["two_stage"]["loses_to"] == ["full"]
+    assert summary["two_stage"]["within_std"] == []
+    assert summary["full"]["loses_to"] == []
 
 
 def test_summary_keeps_a_strategy_that_does_not_apply_with_its_reason(tmp_path):

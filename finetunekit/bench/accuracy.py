@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from finetunekit.bench.throughput import SEED_STRATEGIES
 from finetunekit.core.errors import DataError, RecipeError
 from finetunekit.demo import FULL, DemoSettings, Variant, target_recipe, train_source
 
@@ -160,9 +161,10 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per strategy over seeds: mean and std of accuracy, mean seconds, and which
     simpler strategies beat it.
 
-    A strategy is *simpler* than another when it trains fewer parameters; a strategy
-    "loses to" every simpler one (and to the random-weights baseline) whose mean accuracy
-    is higher. The source row is left out; a strategy that does not apply to the
+    A strategy is *simpler* than another when it trains fewer parameters, or as many and
+    is one of the seed's recipes (``full``) while the other is not; a strategy "loses to"
+    every simpler one (and to the random-weights baseline) whose mean accuracy is higher.
+    ``within_std`` lists those of them whose lead is no larger than the two stds summed. The source row is left out; a strategy that does not apply to the
     backbone gets an entry with ``not_applicable`` (the reason) and nothing else.
     """
     by_name: dict[str, list[dict[str, Any]]] = {}
@@ -185,12 +187,19 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "seconds": round(statistics.fmean(r["seconds"] for r in group), 2),
             "trainable_params": group[0]["trainable_params"],
         })
+    def simpler(a: dict[str, Any], b: dict[str, Any]) -> bool:
+        # fewer trainable parameters; at equal count, one of the seed's recipes (full)
+        # is simpler than a strategy that adds stages, rates or penalties to it
+        return (a["trainable_params"], a["strategy"] not in SEED_STRATEGIES) < (
+            b["trainable_params"], b["strategy"] not in SEED_STRATEGIES)
+
     for entry in summary:
-        entry["loses_to"] = [
-            other["strategy"] for other in summary
-            if other is not entry and other["mean"] > entry["mean"] and (
-                other["strategy"] == RANDOM
-                or other["trainable_params"] < entry["trainable_params"])
-            and entry["strategy"] != RANDOM
-        ]
+        beaten_by = [other for other in summary
+                     if other is not entry and entry["strategy"] != RANDOM
+                     and other["mean"] > entry["mean"]
+                     and (other["strategy"] == RANDOM or simpler(other, entry))]
+        entry["loses_to"] = [other["strategy"] for other in beaten_by]
+        # a gap smaller than the two stds together is not a clear loss
+        entry["within_std"] = [other["strategy"] for other in beaten_by
+                               if other["mean"] - entry["mean"] <= other["std"] + entry["std"]]
     return summary + skipped

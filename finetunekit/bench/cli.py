@@ -8,7 +8,14 @@ from typing import Any
 
 from finetunekit.bench import accuracy as acc
 from finetunekit.bench import report
-from finetunekit.bench.throughput import SEED_STRATEGIES, Config, check_precision, device_name, measure
+from finetunekit.bench.throughput import (
+    SEED_STRATEGIES,
+    Config,
+    check_engine_precision,
+    check_precision,
+    device_name,
+    measure,
+)
 from finetunekit.core.errors import RecipeError
 from finetunekit.demo import FULL, QUICK
 
@@ -49,6 +56,7 @@ def run_bench(*, backbones: list[str], strategies: list[str], image_size: int | 
     for name in strategies:
         engine.catalogue.get("strategy", name, key="--strategies")
     precisions = [check_precision(p) for p in precisions or ["float32"]]
+    check_engine_precision(precisions)
     report.check_out(out)
     report.check_matplotlib()
     result: dict[str, Any] = {"command": command, "backend": keras.backend.backend(),

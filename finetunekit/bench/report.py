@@ -60,7 +60,9 @@ def accuracy_table(summary: list[dict[str, Any]]) -> str:
             reason = s["not_applicable"].replace("|", "/").split(". ")[0]
             lines.append(f"| {s['strategy']} | - | - | not applicable | 0 | - | {reason} |")
             continue
-        note = f"loses to {', '.join(s['loses_to'])}" if s.get("loses_to") else ""
+        near = set(s.get("within_std", ()))
+        names = [f"{n} (within std)" if n in near else n for n in s.get("loses_to", ())]
+        note = f"loses to {', '.join(names)}" if names else ""
         lines.append(f"| {s['strategy']} | {s['weights']} | {s['trainable_params']:,} | "
                      f"{s['mean']:.3f} ± {s['std']:.3f} | {s['seeds']} | {s['seconds']:.1f} | "
                      f"{note} |")
@@ -78,9 +80,10 @@ def markdown(result: dict[str, Any]) -> str:
                   throughput_table(result["throughput"]), ""]
     if result.get("accuracy"):
         parts += ["## Accuracy per strategy", "",
-                  "Last-epoch validation accuracy over seeds. 'loses to' names a strategy "
-                  "with fewer trainable parameters (or the no-transfer baseline) whose mean "
-                  "is higher.", "",
+                  "Last-epoch validation accuracy over seeds. 'loses to' names a simpler "
+                  "strategy (fewer trainable parameters; at equal count, the seed's 'full') "
+                  "or the no-transfer baseline with a higher mean; '(within std)': by no "
+                  "more than the two stds summed.", "",
                   accuracy_table(result["accuracy"]["summary"]), ""]
     return "\n".join(parts)
 

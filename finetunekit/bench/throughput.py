@@ -111,15 +111,22 @@ def seed_recipe(config: Config):
     }
     if config.strategy == "partial" and config.backbone.startswith("vgg"):
         sections["strategy"]["unfreeze_from"] = 15  # the seed's vgg_base.layers[15:]
+    check_engine_precision([config.precision])
     if engine_supports_precision():
         sections["train"]["precision"] = config.precision
-    elif config.precision != "float32":
+    return Recipe.from_dict(sections)
+
+
+def check_engine_precision(precisions: list[str]) -> None:
+    """Raise a RecipeError if a precision other than float32 is asked of an engine whose
+    recipe has no ``train.precision``."""
+    mixed = [p for p in precisions if p != "float32"]
+    if mixed and not engine_supports_precision():
         raise RecipeError(
             f"This finetunekit has no 'train.precision' recipe key, so it trains in float32 "
-            f"only. Received: precision={config.precision!r}. Use --precision float32, or a "
+            f"only. Received: precision={', '.join(mixed)}. Use --precision float32, or a "
             "finetunekit with mixed precision."
         )
-    return Recipe.from_dict(sections)
 
 
 def synthetic(config: Config) -> tuple[np.ndarray, np.ndarray]:
