@@ -23,12 +23,12 @@ import statistics
 import pytest
 
 from finetunekit import Engine
+from finetunekit.core.precision import precision_scope
 from finetunekit.bench.throughput import (
     SEED_STRATEGIES,
     Config,
     build_baseline,
     build_finetunekit,
-    dtype_policy,
     engine_supports_precision,
     synthetic,
     time_fits,
@@ -57,7 +57,7 @@ def test_training_throughput(benchmark, config):
     if config.precision != "float32" and not engine_supports_precision():
         pytest.skip("this finetunekit has no train.precision; float32 only")
     model, stage = build_finetunekit(Engine(entry_points=False), config)
-    with dtype_policy(config.precision):
+    with precision_scope(config.precision):
         baseline = build_baseline(config, stage.trainable)
     x, y = synthetic(config)
     plain_x = x.astype("float32") / 255.0

@@ -16,12 +16,11 @@ from finetunekit.bench.throughput import (
     Config,
     build_baseline,
     build_finetunekit,
-    dtype_policy,
-    engine_supports_precision,
 )
 from finetunekit.core.cli import main
 from finetunekit.core.errors import DataError, PersistenceError
 from finetunekit.core.freezing import trainable_param_count
+from finetunekit.core.precision import precision_scope
 from finetunekit.demo import QUICK
 
 THROUGHPUT_FIELDS = ("backbone", "strategy", "batch", "precision", "images_per_s",
@@ -64,12 +63,18 @@ def test_partial_baseline_is_the_seeds_layers_15_on():
     assert [layer.trainable for layer in base.layers] == [i >= 15 for i in range(len(base.layers))]
 
 
-def test_dtype_policy_is_restored_even_after_an_error():
+def _conv_dtype(model) -> str:
+    base = next(layer for layer in model.layers if hasattr(layer, "get_layer"))
+    return base.get_layer("block1_conv1").compute_dtype
+
+
+def test_both_sides_train_in_the_precision_asked_and_the_policy_is_put_back():
     before = keras.config.dtype_policy().name
-    with pytest.raises(RuntimeError):
-        with dtype_policy("mixed_bfloat16"):
-            assert keras.config.dtype_policy().name == "mixed_bfloat16"
-            raise RuntimeError("boom")
+    config = Config(strategy="full", precision="mixed_bfloat16", image_size=32)
+    model, stage = build_finetunekit(Engine(entry_points=False), config)
+    with precision_scope(config.precision):
+        baseline = build_baseline(config, stage.trainable)
+    assert _conv_dtype(model) == _conv_dtype(baseline) == "bfloat16"
     assert keras.config.dtype_policy().name == before
 
 
@@ -91,8 +96,10 @@ def test_accuracy_refuses_several_backbones(tmp_path):
     assert result.exit_code == 2 and "--accuracy takes one backbone" in result.output
 
 
-@pytest.mark.skipif(engine_supports_precision(), reason="this engine has train.precision")
-def test_mixed_precision_needs_the_recipe_key(tmp_path):
+def test_mixed_precision_needs_the_recipe_key(tmp_path, monkeypatch):
+    from finetunekit.bench import throughput
+
+    monkeypatch.setattr(throughput, "engine_supports_precision", lambda: False)  # older engine
     result = _bench("--precision", "mixed_bfloat16", "--strategies", "full", "--out",
                     str(tmp_path / "r"))
     assert result.exit_code == 2 and "train.precision" in result.output

@@ -22,16 +22,15 @@ timed.
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from finetunekit.core.errors import RecipeError, unknown_name_message
+from finetunekit.core.precision import precision_scope
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 """Keras dtype policies the benchmark knows."""
@@ -81,19 +80,6 @@ def engine_supports_precision() -> bool:
     from finetunekit.core.recipe import CORE_KEYS
 
     return "precision" in CORE_KEYS["train"]
-
-
-@contextlib.contextmanager
-def dtype_policy(precision: str) -> Iterator[None]:
-    """Set Keras's global dtype policy for the plain baseline, and restore it after."""
-    import keras
-
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def seed_recipe(config: Config):
@@ -175,7 +161,8 @@ def build_finetunekit(engine, config: Config):
 def build_baseline(config: Config, trainable: frozenset[str]):
     """The seed's hand-written model and compile, no finetunekit (see the module doc).
 
-    Call inside :func:`dtype_policy` so the model takes the precision.
+    Call inside :func:`~finetunekit.core.precision.precision_scope` so the model
+    takes the precision (Keras's global policy, restored after).
     """
     import keras
 
@@ -239,7 +226,7 @@ def measure(config: Config, engine=None) -> dict[str, Any]:
     engine = engine or Engine(entry_points=False)
     x, y = synthetic(config)
     model, stage = build_finetunekit(engine, config)
-    with dtype_policy(config.precision):
+    with precision_scope(config.precision):
         baseline = build_baseline(config, stage.trainable)
     # the seed feeds float32 scaled on the host (its ImageDataGenerator's rescale=1/255)
     ours, theirs = time_fits([(model, x), (baseline, x.astype("float32") / 255.0)], y, config)
