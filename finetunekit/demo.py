@@ -185,6 +185,25 @@ class EpochStatus:
         self.update(f"{self.label}: epoch {epoch}/{run.plan.epochs}{shown}")
 
 
+def train_source(engine, settings: DemoSettings, out: Path, *, keep: bool = False):
+    """Train the source run (digits 0-4, random weights) and save its base's weights.
+
+    Args:
+        engine: the :class:`~finetunekit.Engine` to train with.
+        settings: :class:`DemoSettings`.
+        out: Path. Folder for ``source.weights.h5`` (and the run folder ``source/``).
+        keep: bool. Write the source run folder too.
+
+    Returns:
+        tuple: the source :class:`~finetunekit.Run` and the path of its base's weights,
+        which a recipe names as ``backbone.weights``.
+    """
+    source = engine.run(source_recipe(settings, out / "source"), save=keep)
+    weights = out / SOURCE_WEIGHTS
+    source.base.save_weights(str(weights))
+    return source, weights
+
+
 def _row(task: str, strategy: str, transferred: bool, run, seconds: float,
          images: tuple[int, int]) -> dict[str, Any]:
     from finetunekit.core.freezing import trainable_param_count
@@ -296,9 +315,7 @@ def _run_all(out: Path, settings: DemoSettings, runs: list[Variant], console, qu
 
         progress.label = "source (digits 0-4, random weights)"
         t = time.perf_counter()
-        source = engine.run(source_recipe(settings, out / "source"), save=keep)
-        weights = out / SOURCE_WEIGHTS
-        source.base.save_weights(str(weights))
+        source, weights = train_source(engine, settings, out, keep=keep)
         rows.append(_row("source", "full", False, source, time.perf_counter() - t,
                          (settings.source_train_per_class * n_source,
                           settings.source_validation_per_class * n_source)))

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Training throughput on the GPU machine (../shared/GPU.md): finetunekit against the seed's
+# plain Keras code, same run, Keras 3 on JAX (that machine has no TensorFlow and no
+# network). Writes bench.json, bench.md and bench.png into $OUT/bench.
+#
+# Here, once (downloads the wheels the GPU machine lacks; .whl/ is git-ignored):
+#   bash benchmarks/gpu.sh --fetch-wheels
+# On the GPU machine (the device tool), carrying .whl:
+#   run(command="bash benchmarks/gpu.sh", carry=[".whl"], timeout_s=540)
+# Try it here on the CPU with tiny settings first:
+#   SIZE=32 BATCH=4 STEPS=1 REPEATS=1 OUT=/tmp/gpu-try bash benchmarks/gpu.sh --here
+#
+# Settings (environment): SIZE (150, the seed's), BATCH (128), STEPS (20 batches per
+# timed repeat), REPEATS (5), STRATEGIES (feature_extraction,partial,full: with two
+# precisions that is 12 models to compile, several minutes; run others, e.g.
+# STRATEGIES=two_stage,lora, in a second call), PRECISIONS (float32,mixed_bfloat16 when
+# the recipe has train.precision, else float32).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ "${1:-}" == "--fetch-wheels" ]]; then
+  # keras as GPU.md says; click and tomli-w because finetunekit's CLI and recipes need them
+  python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+    --platform manylinux_2_17_x86_64 --platform any \
+    -d .whl keras==3.15.1 namex optree click tomli-w
+  exit 0
+fi
+
+if [[ "${1:-}" != "--here" ]]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target .pydeps .whl/*.whl
+  export PYTHONPATH=$PWD/.pydeps:$PWD
+  PY=python3
+else
+  export PYTHONPATH=$PWD
+  PY=${PYTHON:-python3}
+fi
+export KERAS_BACKEND=jax PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
+
+SIZE=${SIZE:-150}
+BATCH=${BATCH:-128}
+STEPS=${STEPS:-20}
+REPEATS=${REPEATS:-5}
+STRATEGIES=${STRATEGIES:-feature_extraction,partial,full}
+if [[ -z "${PRECISIONS:-}" ]]; then
+  if $PY -c "import sys; from finetunekit.bench.throughput import engine_supports_precision as s; sys.exit(0 if s() else 1)"; then
+    PRECISIONS=float32,mixed_bfloat16
+  else
+    PRECISIONS=float32
+  fi
+fi
+OUT=${OUT:-out}
+
+$PY -c "import jax, keras; print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__)"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || true
+# one call per strategy, each writing its own folder: a call cut short by the time limit
+# loses only its own strategy
+for strategy in ${STRATEGIES//,/ }; do
+  $PY -m finetunekit bench --backbones vgg16 --strategies "$strategy" --image-size "$SIZE" \
+    --batch-size "$BATCH" --precision "$PRECISIONS" --steps "$STEPS" --repeats "$REPEATS" \
+    --out "$OUT/bench-$strategy"
+done

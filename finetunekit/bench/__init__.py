@@ -1,0 +1,8 @@
+"""``finetunekit bench``: throughput against the seed's plain Keras code, and accuracy
+per strategy on a real transfer task (docs/benchmarks.md).
+
+- :mod:`finetunekit.bench.throughput`: training images per second, finetunekit and the
+  plain baseline timed in the same run.
+- :mod:`finetunekit.bench.accuracy`: every strategy on the same transfer task, over seeds.
+- :mod:`finetunekit.bench.report`: ``bench.json``, ``bench.md`` and ``bench.png``.
+"""

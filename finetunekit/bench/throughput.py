@@ -1,0 +1,251 @@
+"""Training throughput of finetunekit against the seed's plain Keras code, same run.
+
+For one configuration (backbone, strategy, batch size, precision) two models are timed
+on the same synthetic images:
+
+- **finetunekit**: ``Engine.build(recipe)`` and ``Engine.compile_stage(run, stage)``,
+  then ``run.model`` fed uint8 images (the engine's own input; normalised on the
+  device). This is the composed model's step: the feature cache, which lets a
+  frozen-base stage train the head alone on features computed once, is *not* used, so
+  the number compares like for like (benchmarks/test_feature_cache.py times the cache).
+- **baseline**: the seed's hand-written code with no finetunekit in it:
+  ``keras.applications.<Backbone>(include_top=False)``, ``Sequential([base, Flatten(),
+  Dense(256, relu), Dense(1, sigmoid)])``, the base layers the timed stage trains set
+  ``trainable`` by hand (for ``partial`` on VGG16 that is the seed's ``layers[15:]``),
+  ``RMSprop(2e-5)``, images fed as float32 / 255 as the seed's generator does.
+
+Both are timed the same way: one warm-up ``fit`` each (tracing, compiling) outside the
+timed region, then ``repeats`` timed ``fit`` calls of ``steps`` batches each, alternating
+between the two; the figure is the median images per second. Model building is never
+timed.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from finetunekit.core.errors import RecipeError, unknown_name_message
+from finetunekit.core.precision import precision_scope
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+"""Keras dtype policies the benchmark knows."""
+
+SEED_STRATEGIES = ("feature_extraction", "partial", "full")
+"""The seed's three recipes: the default strategies of the throughput benchmark."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """One throughput measurement.
+
+    Args:
+        backbone: str. Backbone name (``finetunekit list``).
+        strategy: str. Strategy name.
+        batch_size: int. Images per step.
+        precision: str. One of :data:`PRECISIONS`.
+        image_size: int. Height and width of the synthetic images.
+        steps: int. Batches per timed ``fit`` call.
+        repeats: int. Timed ``fit`` calls; the median is reported.
+    """
+
+    backbone: str = "vgg16"
+    strategy: str = "full"
+    batch_size: int = 8
+    precision: str = "float32"
+    image_size: int = 32
+    steps: int = 4
+    repeats: int = 3
+
+    @property
+    def id(self) -> str:
+        """A readable id, e.g. ``vgg16-full-b8-float32-32px``."""
+        return (f"{self.backbone}-{self.strategy}-b{self.batch_size}-{self.precision}-"
+                f"{self.image_size}px")
+
+
+def check_precision(precision: str) -> str:
+    """Return `precision` if the benchmark knows it, else raise a RecipeError."""
+    if precision not in PRECISIONS:
+        raise RecipeError(unknown_name_message("precision", precision, PRECISIONS))
+    return precision
+
+
+def engine_supports_precision() -> bool:
+    """Whether the recipe has ``train.precision`` (a newer engine than this benchmark's)."""
+    from finetunekit.core.recipe import CORE_KEYS
+
+    return "precision" in CORE_KEYS["train"]
+
+
+def seed_recipe(config: Config):
+    """The seed's recipe (flatten, Dense 256, one sigmoid unit, RMSprop 2e-5) for `config`."""
+    from finetunekit.core.recipe import Recipe
+
+    size = config.image_size
+    sections: dict[str, Any] = {
+        "backbone": {"name": config.backbone, "weights": "none", "input_shape": [size, size, 3]},
+        "strategy": {"name": config.strategy},
+        "head": {"pooling": "flatten", "hidden": [256], "classes": 1},
+        "optimizer": {"name": "rmsprop", "learning_rate": 2e-5},
+        "data": {"batch_size": config.batch_size},
+        "train": {"epochs": 4},  # room for multi-stage strategies; nothing trains for it
+    }
+    if config.strategy == "partial" and config.backbone.startswith("vgg"):
+        sections["strategy"]["unfreeze_from"] = 15  # the seed's vgg_base.layers[15:]
+    check_engine_precision([config.precision])
+    if engine_supports_precision():
+        sections["train"]["precision"] = config.precision
+    return Recipe.from_dict(sections)
+
+
+def check_engine_precision(precisions: list[str]) -> None:
+    """Raise a RecipeError if a precision other than float32 is asked of an engine whose
+    recipe has no ``train.precision``."""
+    mixed = [p for p in precisions if p != "float32"]
+    if mixed and not engine_supports_precision():
+        raise RecipeError(
+            f"This finetunekit has no 'train.precision' recipe key, so it trains in float32 "
+            f"only. Received: precision={', '.join(mixed)}. Use --precision float32, or a "
+            "finetunekit with mixed precision."
+        )
+
+
+def synthetic(config: Config) -> tuple[np.ndarray, np.ndarray]:
+    """``steps * batch_size`` random uint8 images and binary labels (seeded)."""
+    rng = np.random.default_rng(0)
+    n = config.steps * config.batch_size
+    size = config.image_size
+    return (rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
+            (np.arange(n) % 2).astype("float32"))
+
+
+def time_fits(models: list[tuple[Any, np.ndarray]], y: np.ndarray, config: Config) -> list[list[float]]:
+    """Images per second of each model's ``repeats`` timed ``fit`` calls.
+
+    Each model first fits once untimed (tracing, compiling); the timed calls then
+    alternate between the models, so a change in the machine's load (a shared CPU)
+    touches both alike.
+
+    Args:
+        models: list of (model, images) pairs: each model with the input it is fed.
+        y: the labels.
+        config: the :class:`Config` (batch size, repeats).
+    """
+    def fit(model, x):
+        model.fit(x, y, batch_size=config.batch_size, epochs=1, shuffle=False, verbose=0)
+
+    for model, x in models:
+        fit(model, x)
+    rates: list[list[float]] = [[] for _ in models]
+    for _ in range(config.repeats):
+        for rate, (model, x) in zip(rates, models):
+            started = time.perf_counter()
+            fit(model, x)
+            rate.append(len(x) / (time.perf_counter() - started))
+    return rates
+
+
+def build_finetunekit(engine, config: Config):
+    """The engine's model for `config`, compiled for its last stage, and that stage."""
+    run = engine.build(seed_recipe(config))
+    index = len(run.plan.stages) - 1  # the stage that trains the most of the base
+    engine.compile_stage(run, index, steps_per_epoch=config.steps)
+    return run.model, run.plan.stages[index]
+
+
+def build_baseline(config: Config, trainable: frozenset[str]):
+    """The seed's hand-written model and compile, no finetunekit (see the module doc).
+
+    Call inside :func:`~finetunekit.core.precision.precision_scope` so the model
+    takes the precision (Keras's global policy, restored after).
+    """
+    import keras
+
+    from finetunekit.plugins.backbones.families import FAMILIES
+
+    constructor = next(row["constructor"] for row in FAMILIES if row["name"] == config.backbone)
+    base = getattr(keras.applications, constructor)(
+        weights=None, include_top=False, input_shape=(config.image_size, config.image_size, 3))
+    for layer in base.layers:
+        layer.trainable = layer.name in trainable
+    model = keras.Sequential([
+        base,
+        keras.layers.Flatten(),
+        keras.layers.Dense(256, activation="relu"),
+        keras.layers.Dense(1, activation="sigmoid"),
+    ])
+    model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=2e-5),
+                  loss="binary_crossentropy", metrics=["acc"])
+    return model
+
+
+def device_name() -> str:
+    """The accelerator Keras trains on here, e.g. ``cpu`` or ``gpu: NVIDIA H200``."""
+    import keras
+
+    backend = keras.backend.backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            device = jax.devices()[0]
+            kind = getattr(device, "device_kind", device.platform)
+            return device.platform if kind == device.platform else f"{device.platform}: {kind}"
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_logical_devices("GPU")
+            return f"gpu: {gpus[0].name}" if gpus else "cpu"
+    except Exception:  # a name is only a label: never fail the benchmark for it
+        pass
+    return backend
+
+
+def measure(config: Config, engine=None) -> dict[str, Any]:
+    """Time finetunekit and the plain baseline for `config`; one row of ``bench.json``.
+
+    Args:
+        config: the :class:`Config`.
+        engine: :class:`~finetunekit.Engine` or None (a new one without entry points).
+
+    Returns:
+        dict: the configuration, ``images_per_s`` and ``baseline_images_per_s``
+        (medians), every repeat, ``ratio`` (finetunekit / baseline), the stage timed,
+        the backend and the device.
+    """
+    import keras
+
+    from finetunekit.core.engine import Engine
+
+    check_precision(config.precision)
+    engine = engine or Engine(entry_points=False)
+    x, y = synthetic(config)
+    model, stage = build_finetunekit(engine, config)
+    with precision_scope(config.precision):
+        baseline = build_baseline(config, stage.trainable)
+    # the seed feeds float32 scaled on the host (its ImageDataGenerator's rescale=1/255)
+    ours, theirs = time_fits([(model, x), (baseline, x.astype("float32") / 255.0)], y, config)
+    ours_median, theirs_median = statistics.median(ours), statistics.median(theirs)
+    return {
+        "id": config.id,
+        "backbone": config.backbone,
+        "strategy": config.strategy,
+        "stage": stage.name,
+        "batch": config.batch_size,
+        "precision": config.precision,
+        "image_size": config.image_size,
+        "steps": config.steps,
+        "repeats": config.repeats,
+        "images_per_s": round(ours_median, 2),
+        "baseline_images_per_s": round(theirs_median, 2),
+        "ratio": round(ours_median / theirs_median, 3),
+        "images_per_s_repeats": [round(r, 2) for r in ours],
+        "baseline_images_per_s_repeats": [round(r, 2) for r in theirs],
+        "backend": keras.backend.backend(),
+        "device": device_name(),
+    }
