@@ -6,9 +6,12 @@ learning the digits 5-9 from a few labels per digit. The source is trained once 
 stays fixed, as ImageNet weights would; each seed changes the target's train/validation
 split, the new head's initialisation and the batch order. Every strategy gets the same
 data, the same ``train.epochs`` (multi-stage strategies split them), batch size and
-seeds, with its default keys; the learning rate is the demo's: the head rate for
-``feature_extraction`` (only a new head trains), the base rate for every other one. A
-``full`` run from random weights is the no-transfer baseline.
+seeds, with its default keys. The learning rate is the demo's head rate (1e-2) for a
+strategy that keeps the pretrained weights essentially frozen (it trains under
+:data:`FEW_PARAMETERS` of the base in every stage: ``feature_extraction``, ``bitfit``,
+``lora``, ``norm_only``), and the demo's base rate (1e-4) for the others, which update
+pretrained weights. The rule reads the plan, not the name, so a third-party strategy is
+treated the same way. A ``full`` run from random weights is the no-transfer baseline.
 
 With ``weights`` (``"imagenet"`` or a weights file) no source is trained; with ``data``
 (a folder holding ``train/`` and ``validation/``, one sub-folder per class) the runs
@@ -27,6 +30,9 @@ from typing import Any
 from finetunekit.bench.throughput import SEED_STRATEGIES
 from finetunekit.core.errors import DataError, RecipeError
 from finetunekit.demo import FULL, DemoSettings, Variant, target_recipe, train_source
+
+FEW_PARAMETERS = 0.05
+"""Share of the base's parameters below which a strategy trains at the head rate."""
 
 RANDOM = "full_random"
 """Row label of the no-transfer baseline: the ``full`` recipe from random weights."""
@@ -74,9 +80,12 @@ def user_data_section(folder: str) -> tuple[dict[str, Any], int]:
 
 
 def recipe_for(settings: AccuracySettings, demo: DemoSettings, variant: Variant,
-               weights: str, path: Path):
-    """The demo's target recipe for `variant`, on the user's data if one was given."""
+               weights: str, path: Path, *, head_rate: bool = False):
+    """The demo's target recipe for `variant`, on the user's data if one was given;
+    at the demo's head learning rate if `head_rate`."""
     recipe = target_recipe(demo, variant, Path(weights), path)
+    if head_rate:
+        recipe = recipe.with_overrides({"optimizer.learning_rate": demo.head_learning_rate})
     if settings.data is None:
         return recipe
     from finetunekit.core.recipe import Recipe
@@ -121,10 +130,12 @@ def run_accuracy(settings: AccuracySettings, engine=None, *, log=print) -> list[
             log(f"source (digits 0-4): val accuracy {rows[-1]['val_accuracy']:.3f}")
         runs = [Variant(n, strategy_section(n, settings.demo), True) for n in settings.strategies]
         runs.append(Variant(RANDOM, {"name": "full"}, False))
-        runs = [v for v in runs if _applies(engine, settings, v, weights, Path(tmp), rows, log)]
+        shares = {v.name: _base_share(engine, settings, v, Path(tmp), rows, log) for v in runs}
+        runs = [v for v in runs if shares[v.name] is not None]
         for seed in settings.seeds:
             demo = replace(settings.demo, seed=seed)
-            recipes = [recipe_for(settings, demo, v, weights, Path(tmp) / v.name) for v in runs]
+            recipes = [recipe_for(settings, demo, v, weights, Path(tmp) / v.name,
+                                  head_rate=shares[v.name] < FEW_PARAMETERS) for v in runs]
             data = engine.load_data(recipes[0])  # the same data for every strategy
             for variant, recipe in zip(runs, recipes):
                 started = time.perf_counter()
@@ -142,19 +153,27 @@ def run_accuracy(settings: AccuracySettings, engine=None, *, log=print) -> list[
     return rows
 
 
-def _applies(engine, settings: AccuracySettings, variant: Variant, weights: str, tmp: Path,
-             rows: list[dict[str, Any]], log) -> bool:
-    """Whether the strategy can plan on this backbone (``norm_only`` cannot on VGG16,
-    which has no normalisation layers); if not, a row saying why, and no runs."""
+def _base_share(engine, settings: AccuracySettings, variant: Variant, tmp: Path,
+                rows: list[dict[str, Any]], log) -> float | None:
+    """The largest share of the base's parameters any stage of the strategy trains, or
+    None if it cannot plan on this backbone (``norm_only`` cannot on VGG16, which has no
+    normalisation layers): then a row saying why, and no runs."""
+    from finetunekit.core.freezing import trainable_param_count
+
     try:
-        engine.build(recipe_for(settings, settings.demo, variant, "none", tmp / "x"))
+        run = engine.build(recipe_for(settings, settings.demo, variant, "none", tmp / "x"))
     except RecipeError as exc:
         rows.append({"strategy": variant.name, "weights": "transferred", "seed": None,
                      "val_accuracy": None, "seconds": None, "trainable_params": None,
                      "not_applicable": str(exc)})
         log(f"{variant.name}: not applicable here: {exc}")
-        return False
-    return True
+        return None
+    total = max(1, run.base.count_params())
+    shares = []
+    for index in range(len(run.plan.stages)):
+        engine.prepare_stage(run, index)
+        shares.append(trainable_param_count(run.base) / total)
+    return max(shares)
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
