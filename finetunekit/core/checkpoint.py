@@ -161,11 +161,15 @@ def restore_optimizer(model: Any, checkpoint: Checkpoint) -> None:
     """Build the compiled model's optimizer and put the checkpoint's state into it.
 
     Keras builds an optimizer lazily and, loading state into an unbuilt one, drops it
-    with only a warning; building it first makes the restore exact.
+    with only a warning; building it first makes the restore exact. It is built inside
+    its own name scope, as Keras's ``apply`` does, so that a wrapped optimizer's
+    variables (``LossScaleOptimizer`` under mixed_float16) get the paths they had when
+    the checkpoint was written.
     """
     optimizer = model.optimizer
     if not optimizer.built:
-        optimizer.build(model.trainable_variables)
+        with keras.name_scope(optimizer.name, caller=optimizer):
+            optimizer.build(model.trainable_variables)
     _assign(optimizer.variables, checkpoint.optimizer, "optimizer", checkpoint.path)
 
 

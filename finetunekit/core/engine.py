@@ -8,6 +8,8 @@ stage by stage (recompiling after each trainability change), save.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -31,6 +33,7 @@ from finetunekit.core.layers import Preprocess
 from finetunekit.core.learning_rates import scale_learning_rates
 from finetunekit.core.params import validate_section
 from finetunekit.core.persistence import atomic_save, atomic_write, check_run_folder, history_csv
+from finetunekit.core.precision import output_dtype, precision_scope
 from finetunekit.core.plugins import (
     Catalogue,
     call_hook,
@@ -49,6 +52,15 @@ from finetunekit.core.training import (
     layer_row,
     steps_per_epoch,
 )
+
+
+def _scoped(method: Callable) -> Callable:
+    """Run an Engine method inside :meth:`Engine.scope` of its recipe (or its run's)."""
+    @functools.wraps(method)
+    def wrapper(self: Engine, target: Any, *args: Any, **kwargs: Any) -> Any:
+        with self.scope(getattr(target, "recipe", target)):
+            return method(self, target, *args, **kwargs)
+    return wrapper
 
 
 class Engine:
@@ -162,6 +174,12 @@ class Engine:
 
     # -- building ------------------------------------------------------------
 
+    def scope(self, recipe: Recipe) -> contextlib.AbstractContextManager:
+        """The context a recipe's models are built, compiled and trained in: its
+        ``train.precision`` as Keras's dtype policy, restored on leaving
+        (:mod:`finetunekit.core.precision`)."""
+        return precision_scope(recipe["train"]["precision"])
+
     def _weights(self, recipe: Recipe) -> str | Path | None:
         value = recipe["backbone"]["weights"]
         if value.lower() == "none":
@@ -176,6 +194,7 @@ class Engine:
             )
         return path
 
+    @_scoped
     def build(self, recipe: Recipe) -> Run:
         """Build the model a recipe describes, prepared (not compiled) for its first stage.
 
@@ -233,8 +252,17 @@ class Engine:
                   preprocess=preprocess, augment=augment,
                   variable_flags=freezing.variable_flags(base))
         self.prepare_stage(run, 0)
+        if output_dtype(run.model) != "float32":
+            plugin = self.catalogue.plugin_of("head", head.name)
+            raise PluginError(
+                f"Head '{head.name}' (plugin '{plugin}') outputs {output_dtype(run.model)} under "
+                f"train.precision = \"{recipe['train']['precision']}\"; the loss needs float32. "
+                "Give the head's last layer dtype=\"float32\".",
+                plugin=plugin, hook="finetunekit_build_head",
+            )
         return run
 
+    @_scoped
     def prepare_stage(self, run: Run, index: int) -> None:
         """Set trainable flags for stage `index` and compose the model for it.
 
@@ -304,6 +332,7 @@ class Engine:
 
     # -- training ------------------------------------------------------------
 
+    @_scoped
     def compile_stage(self, run: Run, index: int, steps_per_epoch: int | None = None) -> None:
         """Prepare stage `index` (trainable flags, model) and compile it with a fresh optimizer.
 
@@ -342,6 +371,7 @@ class Engine:
             scale_learning_rates(opt, lambda variable: by_path.get(variable.path, 1.0))
         run.model.compile(optimizer=opt, loss=run.head.loss, metrics=run.head.metrics)
 
+    @_scoped
     def fit(self, run: Run, data: Data, *, resume: Checkpoint | None = None) -> Run:
         """Train `run` on `data`, stage by stage, recompiling at each stage.
 
@@ -392,6 +422,7 @@ class Engine:
             run.model(data.train[0][:1], training=False)
         return run
 
+    @_scoped
     def cached_head(self, run: Run, data: Data, batch_size: int) -> tuple[Any, Data]:
         """The head alone, compiled with the stage's optimizer, and the data as the frozen
         base's features (from :attr:`feature_cache`), for a stage that trains the head only."""

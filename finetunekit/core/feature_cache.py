@@ -7,8 +7,9 @@ and trains the head on them, as the seed's own ``fit(train_features, ...)`` does
 
 Features are kept in memory up to ``memory_limit`` bytes, beyond that in a ``.npy`` file
 under the cache folder (memory-mapped). The key hashes the images, the base's weights,
-the preprocessing and the input shape, so a change of data, backbone, weights or input
-size never reuses stale features. Each :class:`FeatureCache` belongs to one engine.
+the preprocessing, the input shape and the precision, so a change of data, backbone,
+weights, input size or precision never reuses stale features. Each
+:class:`FeatureCache` belongs to one engine.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ class FeatureCache:
     def key(run: Any, images: np.ndarray) -> str:
         digest = hashlib.sha256()
         digest.update(repr((images.shape, str(images.dtype), run.recipe["backbone"]["name"],
-                            run.preprocess.get_config())).encode())
+                            run.preprocess.get_config(),
+                            run.recipe["train"]["precision"])).encode())
         digest.update(np.ascontiguousarray(images).data)
         for weight in run.base.weights:
             digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).data)

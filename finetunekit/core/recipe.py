@@ -58,6 +58,8 @@ CORE_KEYS: dict[str, dict[str, Param]] = {
         "feature_cache": Param(str, "auto", choices=("auto", "off"),
                                help="train a frozen-base stage's head on cached features"),
         "seed": Param(int, 0, min=0, help="seeds Python, NumPy and the backend"),
+        "precision": Param(str, "float32", choices=("float32", "mixed_float16", "mixed_bfloat16"),
+                           help="Keras dtype policy of the model; the head's output stays float32"),
     },
     "save": {
         "path": Param(str, None, nullable=True, help="run folder; omit to keep the model in memory"),
