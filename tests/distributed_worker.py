@@ -32,6 +32,8 @@ parser.add_argument("--strategy", action="append", default=[])
 parser.add_argument("--plugin", action="append", default=[])
 parser.add_argument("--save")
 parser.add_argument("--resume")
+parser.add_argument("--dataset", action="store_true",
+                    help="feed training batches as a tf.data.Dataset (data.batch_size each)")
 args = parser.parse_args()
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -47,13 +49,18 @@ else:
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from finetunekit import Engine  # noqa: E402
+from finetunekit import Data, Engine  # noqa: E402
 from finetunekit.testing import tiny_data, tiny_recipe  # noqa: E402
 
 
 def main() -> None:
     engine = Engine([importlib.import_module(p) for p in args.plugin], entry_points=False)
     data = tiny_data(n=16)
+    if args.dataset:
+        import tensorflow as tf
+
+        data = Data(train=tf.data.Dataset.from_tensor_slices(data.train).batch(4),
+                    validation=None, class_names=None)
     arrays = {}
     for strategy in args.strategy or ["full"]:
         if args.resume:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -85,6 +86,34 @@ def test_data_parallel_on_two_jax_devices_gives_the_weights_of_one_device(tmp_pa
     single = _train(tmp_path / "s.npz", *args, backend="jax")
     assert int(parallel["replicas"]) == 2 and bool(parallel["scope_left"])
     assert _largest_difference(_weights(parallel), _weights(single)) < TOLERANCE
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_jax_processes_on_loopback_agree_with_each_other_and_with_one(tmp_path):
+    address = f"127.0.0.1:{_free_port()}"
+    args = ["--epochs", "1", "--dataset", "--set", "train.distribution=data_parallel"]
+    env = dict(os.environ, KERAS_BACKEND="jax", KERAS_DISTRIBUTION_NUM_PROCESSES="2",
+               KERAS_DISTRIBUTION_JOB_ADDRESSES=f"{address},{address}",
+               PYTHONPATH=os.pathsep.join([str(ROOT), str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    workers = [subprocess.Popen([sys.executable, str(TESTS / "distributed_worker.py"),
+                                 str(tmp_path / f"w{i}.npz"), *args],
+                                env={**env, "KERAS_DISTRIBUTION_PROCESS_ID": str(i)},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+               for i in range(2)]
+    for worker in workers:
+        _, err = worker.communicate(timeout=600)
+        assert worker.returncode == 0, err[-3000:]
+    first, second = (dict(np.load(tmp_path / f"w{i}.npz")) for i in range(2))
+    assert int(first["replicas"]) == 2
+    assert _largest_difference(_weights(first), _weights(second)) == 0.0
+    one = _train(tmp_path / "one.npz", "--epochs", "1", "--dataset", backend="jax")
+    assert _largest_difference(_weights(first), _weights(one)) < TOLERANCE
 
 
 @pytest.mark.slow

@@ -28,7 +28,7 @@ from typing import Any
 
 import keras
 
-from finetunekit.core.errors import RecipeError
+from finetunekit.core.errors import DataError, RecipeError
 
 BACKEND = {"mirrored": "tensorflow", "multi_worker": "tensorflow", "data_parallel": "jax"}
 """The Keras backend each distribution runs on; ``none`` runs on any."""
@@ -107,6 +107,26 @@ class Distributions:
             return
         with made.scope():
             yield
+
+    def check_data(self, name: str, train: Any) -> None:
+        """Refuse array data under several JAX processes (DataError).
+
+        Keras shards a ``tf.data.Dataset`` across processes but not arrays: each process
+        would feed the whole arrays, and Keras refuses them.
+        """
+        if name != "data_parallel" or not isinstance(train, tuple):
+            return
+        self.get(name)
+        import jax
+
+        if jax.process_count() > 1:
+            raise DataError(
+                f"train.distribution = \"data_parallel\" over {jax.process_count()} "
+                "processes needs the training data as a tf.data.Dataset, which Keras shards "
+                "across the processes. Received arrays (every built-in data source gives "
+                "arrays). Pass a dataset from Python (Engine.run(recipe, data=Data(train="
+                "dataset, ...))), or train on one machine (docs/scaling.md)."
+            )
 
     def replicas(self, name: str) -> int:
         """How many replicas share each global batch."""

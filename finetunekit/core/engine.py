@@ -392,6 +392,7 @@ class Engine:
                 its optimizer state if that stage was not finished.
         """
         check_data(data, run)
+        self.distributions.check_data(run.recipe["train"]["distribution"], data.train)
         run.class_names = data.class_names
         batch_size = run.recipe["data"]["batch_size"]
         steps = run.steps_per_epoch = steps_per_epoch(data.train, batch_size)
