@@ -57,9 +57,9 @@ def main() -> None:
     engine = Engine([importlib.import_module(p) for p in args.plugin], entry_points=False)
     data = tiny_data(n=16)
     if args.dataset:
-        import tensorflow as tf
+        import tensorflow  # not "as tf": that would shadow the module-level name
 
-        data = Data(train=tf.data.Dataset.from_tensor_slices(data.train).batch(4),
+        data = Data(train=tensorflow.data.Dataset.from_tensor_slices(data.train).batch(4),
                     validation=None, class_names=None)
     arrays = {}
     for strategy in args.strategy or ["full"]:
