@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from finetunekit.core.checkpoint import (
     restore_optimizer,
 )
 from finetunekit.core.components import BuiltHead, Data, DataContext, Plan, PlanContext
+from finetunekit.core.distribution import Distributions, check_distribution
 from finetunekit.core.feature_cache import FeatureCache, head_model, uses_cache
 from finetunekit.core.errors import DataError, PersistenceError, PluginError, RecipeError
 from finetunekit.core.layers import Preprocess
@@ -78,6 +79,8 @@ class Engine:
         pm: the engine's own ``pluggy.PluginManager``.
         feature_cache: :class:`~finetunekit.core.feature_cache.FeatureCache` of this
             engine (base features of frozen-base stages, computed once).
+        distributions: :class:`~finetunekit.core.distribution.Distributions` of this
+            engine (its ``train.distribution`` strategies, created on first use).
 
     Example:
 
@@ -99,6 +102,7 @@ class Engine:
         self.pm = get_plugin_manager(plugins, builtins=builtins, entry_points=entry_points)
         self._catalogue: Catalogue | None = None
         self.feature_cache = FeatureCache()
+        self.distributions = Distributions()
 
     # -- plugins -------------------------------------------------------------
 
@@ -172,14 +176,19 @@ class Engine:
         for section in NAME_KEYS:
             if data or section != "data":
                 self.select(recipe, section)
+        check_distribution(recipe["train"]["distribution"])
 
     # -- building ------------------------------------------------------------
 
-    def scope(self, recipe: Recipe) -> contextlib.AbstractContextManager:
+    @contextlib.contextmanager
+    def scope(self, recipe: Recipe) -> Iterator[None]:
         """The context a recipe's models are built, compiled and trained in: its
+        ``train.distribution`` strategy (:mod:`finetunekit.core.distribution`) and its
         ``train.precision`` as Keras's dtype policy, restored on leaving
         (:mod:`finetunekit.core.precision`)."""
-        return precision_scope(recipe["train"]["precision"])
+        with self.distributions.scope(recipe["train"]["distribution"]), \
+                precision_scope(recipe["train"]["precision"]):
+            yield
 
     def _weights(self, recipe: Recipe) -> str | Path | None:
         value = recipe["backbone"]["weights"]
@@ -386,6 +395,7 @@ class Engine:
                 its optimizer state if that stage was not finished.
         """
         check_data(data, run)
+        self.distributions.check_data(run.recipe["train"]["distribution"], data.train)
         run.class_names = data.class_names
         batch_size = run.recipe["data"]["batch_size"]
         steps = run.steps_per_epoch = steps_per_epoch(data.train, batch_size)
@@ -460,6 +470,8 @@ class Engine:
         data, write the recipe first, train, save, and tell the observers."""
         self.validate(recipe, data=data is None)
         path = Path(recipe["save"]["path"]) if save and recipe["save"]["path"] else None
+        if not self.distributions.writes(recipe["train"]["distribution"]):
+            path = None  # the other processes train alongside; the first one writes
         if path is not None:
             check_run_folder(path, overwrite=recipe["save"]["overwrite"])
         run = self.build(recipe)
@@ -492,9 +504,11 @@ class Engine:
         checkpoint = read_checkpoint(found[-1])
         recipe = Recipe.from_string(checkpoint.recipe, source=str(checkpoint.path))
         run = self.build(recipe)
-        run.path = run_dir
+        writes = self.distributions.writes(recipe["train"]["distribution"])
+        run.path = run_dir if writes else None
         self.fit(run, data if data is not None else self.load_data(recipe), resume=checkpoint)
-        self.save_run(run)
+        if writes:
+            self.save_run(run)
         self.call("finetunekit_run_end", run=run)
         return run
 

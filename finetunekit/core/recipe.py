@@ -60,6 +60,10 @@ CORE_KEYS: dict[str, dict[str, Param]] = {
         "seed": Param(int, 0, min=0, help="seeds Python, NumPy and the backend"),
         "precision": Param(str, "float32", choices=("float32", "mixed_float16", "mixed_bfloat16"),
                            help="Keras dtype policy of the model; the head's output stays float32"),
+        "distribution": Param(str, "none",
+                              choices=("none", "mirrored", "multi_worker", "data_parallel"),
+                              help="data-parallel engine: mirrored, multi_worker (TensorFlow), "
+                                   "data_parallel (JAX); data.batch_size is the global batch"),
     },
     "save": {
         "path": Param(str, None, nullable=True, help="run folder; omit to keep the model in memory"),
