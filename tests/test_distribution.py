@@ -9,6 +9,7 @@ process (tests/distributed_worker.py) and writes its final weights to a .npz.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -137,6 +138,35 @@ def test_a_distribution_of_the_other_backend_is_refused(engine):
         engine.run(tiny_recipe(train={"distribution": other}), data=tiny_data(), save=False)
 
 
-def test_multi_worker_is_refused_naming_the_keras_limitation(engine):
-    with pytest.raises(RecipeError, match=r'"multi_worker" is not available.*20585.*data_parallel'):
+def test_multi_worker_without_tf_config_is_refused_naming_it(engine, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(RecipeError, match=r'"multi_worker" needs TF_CONFIG.*Received no TF_CONFIG'):
         engine.validate(tiny_recipe(train={"distribution": "multi_worker"}), data=False)
+
+
+@pytest.mark.slow
+def test_two_tensorflow_workers_on_loopback_agree_with_each_other_and_with_one(tmp_path):
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", PYTHONPATH=os.pathsep.join(
+        [str(ROOT), str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    # two_stage: a frozen-base stage through the feature cache, then the whole model
+    strategy = ["--strategy", "two_stage"]
+    args = [*strategy, "--set", "train.distribution=multi_worker", "--save", str(tmp_path / "run")]
+    workers = [subprocess.Popen(
+        [sys.executable, str(TESTS / "distributed_worker.py"), str(tmp_path / f"w{i}.npz"), *args],
+        env={**env, "TF_CONFIG": json.dumps({"cluster": cluster,
+                                             "task": {"type": "worker", "index": i}})},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    for worker in workers:
+        _, err = worker.communicate(timeout=600)
+        assert worker.returncode == 0, err[-3000:]
+    first, second = (dict(np.load(tmp_path / f"w{i}.npz")) for i in range(2))
+    assert int(first["replicas"]) == int(second["replicas"]) == 2
+    assert _largest_difference(_weights(first), _weights(second)) == 0.0
+    one = _train(tmp_path / "one.npz", *strategy)
+    assert _largest_difference(_weights(first), _weights(one)) < TOLERANCE
+    # one worker (the chief, worker 0) wrote the run folder; a second writer would have
+    # found the folder in use and failed
+    assert (tmp_path / "run" / "model.keras").is_file()
+    assert len(list((tmp_path / "run" / "checkpoints").iterdir())) == 2

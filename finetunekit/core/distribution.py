@@ -5,9 +5,12 @@
 * ``none``: one device, as Keras places it.
 * ``mirrored`` (TensorFlow): ``tf.distribute.MirroredStrategy`` over this machine's GPUs,
   or over its logical CPU devices when it has no GPU (how the tests split a CPU in two).
-* ``multi_worker`` (TensorFlow): ``tf.distribute.MultiWorkerMirroredStrategy``, which
-  Keras 3 cannot yet fit under: refused with a RecipeError that says so (see
-  :func:`_multi_worker`); the recipe value is reserved for when Keras can.
+* ``multi_worker`` (TensorFlow): ``tf.distribute.MultiWorkerMirroredStrategy`` across
+  the workers ``TF_CONFIG`` names. Keras 3 (3.15) cannot ``fit`` under it (its pre-fit
+  build reduces a distributed batch, which the collective strategy refuses:
+  keras-team/keras#20585), so each epoch runs the model's own ``train_step`` and
+  ``test_step`` through ``strategy.run`` (:func:`collective_epoch`): the same step,
+  loss scaling and gradient all-reduce as ``fit``, without its loop.
 * ``data_parallel`` (JAX): ``keras.distribution.DataParallel`` over every JAX device,
   after ``keras.distribution.initialize()`` when ``KERAS_DISTRIBUTION_NUM_PROCESSES``
   says there are several processes.
@@ -22,8 +25,10 @@ only when a recipe asks for it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import keras
@@ -45,18 +50,9 @@ def _mirrored() -> Any:
 
 
 def _multi_worker() -> Any:
-    # Keras 3 (3.15 here) cannot fit under MultiWorkerMirroredStrategy: its pre-fit
-    # symbolic build reduces the distributed input batch, and each step reduces the
-    # scalar logs along axis 0, both of which the collective strategy refuses
-    # (keras-team/keras#20585, tensorflow/tensorflow#72388). Refuse it clearly rather
-    # than fail inside fit.
-    raise RecipeError(
-        f'train.distribution = "multi_worker" is not available: Keras {keras.__version__} '
-        "cannot train under tf.distribute.MultiWorkerMirroredStrategy (keras-team/keras"
-        "#20585). For several machines run on JAX: KERAS_BACKEND=jax with "
-        'train.distribution = "data_parallel" (docs/scaling.md); on one machine use '
-        '"mirrored".'
-    )
+    import tensorflow as tf
+
+    return tf.distribute.MultiWorkerMirroredStrategy()
 
 
 def _data_parallel() -> Any:
@@ -79,8 +75,13 @@ def check_distribution(name: str, backend: str | None = None) -> None:
             f"{backend}. Received: train.distribution={name!r}, KERAS_BACKEND={backend!r}. "
             f"Use {_INSTEAD.get(backend, 'none')} on {backend}, or KERAS_BACKEND={wanted}."
         )
-    if name == "multi_worker":
-        _multi_worker()
+    if name == "multi_worker" and not os.environ.get("TF_CONFIG"):
+        raise RecipeError(
+            'train.distribution = "multi_worker" needs TF_CONFIG: the cluster\'s worker '
+            "addresses and this worker's index, set in each worker's environment before it "
+            "starts. Received no TF_CONFIG. See docs/scaling.md (Several machines); on one "
+            'machine use "mirrored".'
+        )
 
 
 class Distributions:
@@ -88,6 +89,7 @@ class Distributions:
 
     def __init__(self) -> None:
         self._made: dict[str, Any] = {}
+        self._steps: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def get(self, name: str) -> Any:
         """The strategy (TensorFlow) or distribution (Keras) for `name`; None for none."""
@@ -137,12 +139,84 @@ class Distributions:
             return int(made.num_replicas_in_sync)
         return int(made.device_mesh.devices.size)
 
+    def epoch_loop(self, name: str) -> Callable[..., None] | None:
+        """How one epoch trains under `name`: None for Keras's ``fit``, or a
+        :func:`collective_epoch` bound to the strategy (``multi_worker``)."""
+        if name != "multi_worker":
+            return None
+        return functools.partial(collective_epoch, self.get(name), self._steps)
+
     def writes(self, name: str) -> bool:
         """Whether this process writes the run folder: the first of several JAX
-        processes, or the only process."""
+        processes or TensorFlow workers (the chief), or the only process."""
+        if name == "multi_worker":
+            resolver = self.get(name).cluster_resolver
+            return resolver.task_type in ("chief", None) or (
+                resolver.task_type == "worker" and resolver.task_id == 0
+                and "chief" not in resolver.cluster_spec().as_dict())
         if name == "data_parallel":
             self.get(name)  # initialises JAX's processes first
             import jax
 
             return jax.process_index() == 0
         return True
+
+
+def collective_epoch(strategy: Any, steps: weakref.WeakKeyDictionary, model: Any,
+                     train: Any, validation: Any, batch_size: int, epoch: int,
+                     callbacks: list) -> None:
+    """One epoch (from 0) of `model` under a ``MultiWorkerMirroredStrategy``.
+
+    Every worker runs this with the same arrays (or the same dataset of global batches);
+    TensorFlow splits each global batch of `batch_size` across all the replicas of all
+    the workers (``AutoShardPolicy.DATA``), and the model's ``train_step`` (Keras's, or
+    the model's own override) runs on each replica, its gradients all-reduced. The
+    callbacks see the batch and epoch ends with the logs averaged over the replicas, as
+    with ``fit``.
+
+    Args:
+        strategy: the ``tf.distribute.MultiWorkerMirroredStrategy``.
+        steps: weak mapping model -> its compiled ``(train, test)`` step functions,
+            reused across epochs (tracing once per compiled model).
+        model: keras.Model, compiled under the strategy's scope.
+        train: ``(images, labels)`` arrays in this epoch's order, or a
+            ``tf.data.Dataset`` of ``(images, labels)`` global batches.
+        validation: the same kinds, or None.
+        batch_size: int. The global batch of arrays.
+        epoch: int. The epoch, from 0.
+        callbacks: list of keras.callbacks.Callback.
+    """
+    import tensorflow as tf
+
+    def distribute(data: Any) -> Any:
+        if isinstance(data, tuple):
+            data = tf.data.Dataset.from_tensor_slices(data).batch(batch_size)
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA)
+        return strategy.experimental_distribute_dataset(data.with_options(options))
+
+    def mean(logs: dict[str, Any]) -> dict[str, float]:
+        return {key: float(strategy.reduce("MEAN", value, axis=None))
+                for key, value in logs.items()}
+
+    compiled = steps.get(model)
+    if compiled is None or compiled[0] is not model.optimizer:
+        compiled = steps[model] = (model.optimizer,
+                                   tf.function(lambda b: strategy.run(model.train_step, args=(b,))),
+                                   tf.function(lambda b: strategy.run(model.test_step, args=(b,))))
+    _, train_step, test_step = compiled
+    hooks = keras.callbacks.CallbackList(callbacks, model=model)
+    hooks.on_epoch_begin(epoch)
+    model.reset_metrics()
+    logs: dict[str, float] = {}
+    for index, batch in enumerate(distribute(train)):
+        hooks.on_train_batch_begin(index)
+        logs = mean(train_step(batch))
+        hooks.on_train_batch_end(index, logs)
+    if validation is not None:
+        model.reset_metrics()
+        for batch in distribute(validation):
+            val = test_step(batch)
+        logs.update({f"val_{key}": value for key, value in mean(val).items()})
+    hooks.on_epoch_end(epoch, logs)

@@ -424,10 +424,11 @@ class Engine:
             if uses_cache(run, stage, data) and start < end:
                 trainer, stage_data = self.cached_head(run, data, batch_size)
             seed = run.recipe["train"]["seed"]
+            loop = self.distributions.epoch_loop(run.recipe["train"]["distribution"])
             for current in range(max(epoch, start), end):
                 epoch_data = (run.mix.epoch(stage_data, batch_size, current, seed)
                               if run.mix else stage_data)
-                fit_epoch(trainer, epoch_data, batch_size, current, seed, callbacks)
+                fit_epoch(trainer, epoch_data, batch_size, current, seed, callbacks, loop)
             epoch = end
             self.call("finetunekit_stage_end", run=run, stage=stage, index=index,
                       history=run.history[first:])

@@ -85,23 +85,29 @@ class Lifecycle(keras.callbacks.Callback):
 
 
 def fit_epoch(model: Any, data: Data, batch_size: int, epoch: int, seed: int,
-               callbacks: list) -> None:
-    """Train one epoch (numbered from 0).
+              callbacks: list, loop: Any = None) -> None:
+    """Train one epoch (numbered from 0), by Keras's ``fit`` or by `loop` if given
+    (:meth:`~finetunekit.core.distribution.Distributions.epoch_loop`).
 
     Arrays are shuffled here, by a generator seeded with (seed, epoch), rather than by
     Keras: the order of any epoch then depends on nothing but the recipe, so a run can be
     resumed at an epoch boundary and see the same batches.
     """
+    train = data.train
+    if isinstance(train, tuple):
+        order = np.random.default_rng([seed, epoch]).permutation(len(train[0]))
+        train = (train[0][order], train[1][order])
+    if loop is not None:
+        loop(model, train, data.validation, batch_size, epoch, callbacks)
+        return
     kwargs: dict[str, Any] = {"initial_epoch": epoch, "epochs": epoch + 1,
                               "callbacks": callbacks, "verbose": 0}
     if data.validation is not None:
         kwargs["validation_data"] = data.validation
-    if isinstance(data.train, tuple):
-        x, y = data.train
-        order = np.random.default_rng([seed, epoch]).permutation(len(x))
-        model.fit(x[order], y[order], batch_size=batch_size, shuffle=False, **kwargs)
+    if isinstance(train, tuple):
+        model.fit(*train, batch_size=batch_size, shuffle=False, **kwargs)
     else:
-        model.fit(data.train, **kwargs)
+        model.fit(train, **kwargs)
 
 
 def steps_per_epoch(train: Any, batch_size: int) -> int | None:
