@@ -193,3 +193,33 @@ def test_lifecycle_hooks_fire_in_order():
     engine.run(tiny_recipe(epochs=2), data=tiny_data(), save=False)
     assert events == ["run_start", "stage_start 0", "epoch_end 1 True", "epoch_end 2 True",
                       "stage_end 0 2", "run_end 2"]
+
+
+@pytest.mark.parametrize("augment", ["none", "mixup"])
+def test_a_head_layer_without_compute_output_shape_builds_and_trains(augment):
+    # a plain Layer subclass: Keras infers its output by tracing call(); the engine must
+    # not ask it for compute_output_shape (which such a layer does not implement)
+    from finetunekit import BuiltHead, Head, Param
+
+    class MeanHead(keras.layers.Layer):
+        def build(self, input_shape):
+            self.dense = keras.layers.Dense(3, activation="softmax", dtype="float32")
+            self.dense.build((None, input_shape[-1]))
+
+        def call(self, features):
+            return self.dense(keras.ops.mean(features, axis=(1, 2)))
+
+    class Plugin:
+        @hookimpl
+        def finetunekit_register_heads(self, register):
+            def build(feature_shape, classes):
+                return BuiltHead(layer=MeanHead(), loss="sparse_categorical_crossentropy",
+                                 metrics=["accuracy"])
+            register(Head(name="mean", build=build, params={"classes": Param(int, 3)}))
+
+    engine = Engine([Plugin()], entry_points=False)
+    recipe = tiny_recipe(head={"name": "mean"}, classes=3, epochs=1, strategy="full",
+                         augment={"name": augment})
+    run = engine.run(recipe, data=tiny_data(classes=3), save=False)
+    assert run.model.output_shape == (None, 3)
+    assert len(run.history) == 1

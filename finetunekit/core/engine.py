@@ -258,12 +258,15 @@ class Engine:
         augmentation, augment_params = self.select(recipe, "augment")
         augment = self.call("finetunekit_build_augmentation", augmentation=augmentation,
                             input_shape=input_shape, params=augment_params)
-        classes = built_head.layer.compute_output_shape((None, *base.output_shape[1:]))[-1]
-        mix = LabelMixing.of(augmentation, augment_params, built_head, int(classes))
-        run = Run(recipe=recipe, base=base, blocks=blocks, head=mix.head if mix else built_head,
-                  plan=plan, model=None, preprocess=preprocess, augment=augment, mix=mix,
+        run = Run(recipe=recipe, base=base, blocks=blocks, head=built_head, plan=plan,
+                  model=None, preprocess=preprocess, augment=augment,
                   variable_flags=freezing.variable_flags(base))
         self.prepare_stage(run, 0)
+        # the soft labels' width is the model's output width, known once it is composed
+        run.mix = LabelMixing.of(augmentation, augment_params, built_head,
+                                 int(run.model.output_shape[-1]))
+        if run.mix is not None:
+            run.head = run.mix.head
         if output_dtype(run.model) != "float32":
             plugin = self.catalogue.plugin_of("head", head.name)
             raise PluginError(
