@@ -192,3 +192,17 @@ def test_a_resumed_mixup_run_ends_with_the_weights_of_an_uninterrupted_one(engin
     assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
     for a, b in zip(whole, resumed.model.weights):
         np.testing.assert_array_equal(a, np.array(b))
+
+
+def test_one_hot_labels_and_float_pipeline_images_are_refused_before_training(engine):
+    import tensorflow as tf
+
+    run = engine.build(tiny_recipe(classes=3, augment={"name": "mixup"}))
+    x, y = tiny_data(n=6, classes=3).train
+    one_hot = Data(train=(x, np.eye(3, dtype=np.float32)[y]))
+    with pytest.raises(DataError, match=r"class indices, shape \(n,\).*Received labels of shape \(6, 3\)"):
+        engine.fit(run, one_hot)
+    assert run.history == []
+    floats = Data(train=tf.data.Dataset.from_tensor_slices((x / 255.0, y)).batch(3))
+    with pytest.raises(DataError, match=r"uint8 pixels.*Received a batch of float64 images"):
+        engine.fit(run, floats)

@@ -56,7 +56,11 @@ def _multi_worker() -> Any:
 
 
 def _data_parallel() -> Any:
-    if int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1")) > 1:
+    import jax
+
+    # JAX's processes are joined once per process (a second engine reuses the cluster)
+    if (int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1")) > 1
+            and not jax.distributed.is_initialized()):
         keras.distribution.initialize()  # addresses and process id from the environment
     return keras.distribution.DataParallel(devices=keras.distribution.list_devices())
 
@@ -216,7 +220,9 @@ def collective_epoch(strategy: Any, steps: weakref.WeakKeyDictionary, model: Any
         hooks.on_train_batch_end(index, logs)
     if validation is not None:
         model.reset_metrics()
+        val = None
         for batch in distribute(validation):
             val = test_step(batch)
-        logs.update({f"val_{key}": value for key, value in mean(val).items()})
+        if val is not None:  # an empty validation set gives no val_ logs
+            logs.update({f"val_{key}": value for key, value in mean(val).items()})
     hooks.on_epoch_end(epoch, logs)

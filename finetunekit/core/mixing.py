@@ -72,7 +72,15 @@ class LabelMixing:
 
     def soft(self, labels: np.ndarray) -> np.ndarray:
         """Integer class labels as float32 soft labels of shape ``(n, classes)``."""
-        labels = np.asarray(labels).reshape(len(labels), -1)
+        labels = np.asarray(labels)
+        if labels.ndim > 2 or (labels.ndim == 2 and labels.shape[1] != 1):
+            raise DataError(
+                f"augment.name = \"{self.name}\" makes its own soft labels from class "
+                f"indices, shape (n,) or (n, 1). Received labels of shape {labels.shape} "
+                "(one-hot or soft already?). Pass the class index of each image, e.g. "
+                "labels.argmax(axis=1)."
+            )
+        labels = labels.reshape(len(labels), -1)
         if self.classes == 1:
             return labels.astype(np.float32)
         return np.eye(self.classes, dtype=np.float32)[labels[:, 0].astype(np.int64)]
@@ -126,6 +134,8 @@ class LabelMixing:
             if not (isinstance(spec, tuple) and len(spec) == 2):
                 raise DataError(self._pair_message(f"elements of {spec}"))
             shape = spec[0].shape
+            if spec[0].dtype != tf.uint8:
+                raise DataError(self._uint8_message(spec[0].dtype.name))
 
             def generate():
                 for index, pair in enumerate(batches):
@@ -150,13 +160,20 @@ class LabelMixing:
         if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
             count = f" with {len(pair)} items" if isinstance(pair, (tuple, list)) else ""
             raise DataError(self._pair_message(f"a batch of {type(pair).__name__}{count}"))
-        x = np.asarray(pair[0]).astype(np.uint8)
+        x = np.asarray(pair[0])
+        if x.dtype != np.uint8:
+            raise DataError(self._uint8_message(str(x.dtype)))
         y = self.soft(np.asarray(pair[1]))
         if mix:
             rng = np.random.default_rng([seed, epoch, MIX_STREAM, index])
             partner = rng.permutation(len(x))
             x, y = self._mix(x, y, x[partner], y[partner], rng)
         return x, y
+
+    def _uint8_message(self, dtype: str) -> str:
+        return (f"augment.name = \"{self.name}\" mixes uint8 pixels in [0, 255], as the "
+                f"model takes them. Received a batch of {dtype} images. Cast them in the "
+                "pipeline (0-255 values: tf.cast(x, tf.uint8)); the model normalises them.")
 
     def _pair_message(self, received: str) -> str:
         return (f"augment.name = \"{self.name}\" needs batches of (images, labels). "

@@ -73,8 +73,9 @@ class TrainingOnly(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config):
-        import keras_cv  # noqa: F401  (registers keras-cv's layers for deserialisation)
-
+        # importing keras-cv registers its layers for deserialisation; without it, a
+        # RecipeError with the pip command rather than a bare ImportError
+        require_keras_cv(keras.backend.backend())
         config = dict(config)
         config["layer"] = keras.saving.deserialize_keras_object(config["layer"])
         return cls(**config)
