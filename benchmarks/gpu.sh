@@ -13,8 +13,7 @@
 # Settings (environment): SIZE (150, the seed's), BATCH (128), STEPS (20 batches per
 # timed repeat), REPEATS (5), STRATEGIES (feature_extraction,partial,full: with two
 # precisions that is 12 models to compile, several minutes; run others, e.g.
-# STRATEGIES=two_stage,lora, in a second call), PRECISIONS (float32,mixed_bfloat16 when
-# the recipe has train.precision, else float32).
+# STRATEGIES=two_stage,lora, in a second call), PRECISIONS (float32,mixed_bfloat16).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,13 +42,7 @@ BATCH=${BATCH:-128}
 STEPS=${STEPS:-20}
 REPEATS=${REPEATS:-5}
 STRATEGIES=${STRATEGIES:-feature_extraction,partial,full}
-if [[ -z "${PRECISIONS:-}" ]]; then
-  if $PY -c "import sys; from finetunekit.bench.throughput import engine_supports_precision as s; sys.exit(0 if s() else 1)"; then
-    PRECISIONS=float32,mixed_bfloat16
-  else
-    PRECISIONS=float32
-  fi
-fi
+PRECISIONS=${PRECISIONS:-float32,mixed_bfloat16}
 OUT=${OUT:-out}
 
 $PY -c "import jax, keras; print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__)"

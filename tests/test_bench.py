@@ -24,7 +24,8 @@ from finetunekit.core.precision import precision_scope
 from finetunekit.demo import QUICK
 
 THROUGHPUT_FIELDS = ("backbone", "strategy", "batch", "precision", "images_per_s",
-                     "baseline_images_per_s", "ratio", "device")
+                     "baseline_images_per_s", "ratio", "plain_uint8_images_per_s",
+                     "ratio_uint8", "device")
 
 
 def _bench(*args):
@@ -43,6 +44,8 @@ def test_throughput_rows_files_and_ratio(tmp_path):
         assert field in row, field
     assert row["backend"] == keras.backend.backend()
     assert row["ratio"] == pytest.approx(row["images_per_s"] / row["baseline_images_per_s"], rel=0.01)
+    assert row["ratio_uint8"] == pytest.approx(
+        row["images_per_s"] / row["plain_uint8_images_per_s"], rel=0.01)
     assert "ratio" in result.output
     assert "| feature_extraction |" in (out / "bench.md").read_text(encoding="utf-8")
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -52,8 +55,10 @@ def test_throughput_rows_files_and_ratio(tmp_path):
 def test_baseline_trains_what_finetunekit_trains(strategy):
     config = Config(strategy=strategy, image_size=32)
     model, stage = build_finetunekit(Engine(entry_points=False), config)
-    baseline = build_baseline(config, stage.trainable)
-    assert trainable_param_count(baseline) == trainable_param_count(model)
+    for uint8 in (False, True):
+        baseline = build_baseline(config, stage.trainable, uint8=uint8)
+        assert trainable_param_count(baseline) == trainable_param_count(model)
+        assert baseline.inputs[0].dtype == ("uint8" if uint8 else "float32")
 
 
 def test_partial_baseline_is_the_seeds_layers_15_on():
@@ -96,16 +101,14 @@ def test_accuracy_refuses_several_backbones(tmp_path):
     assert result.exit_code == 2 and "--accuracy takes one backbone" in result.output
 
 
-def test_mixed_precision_needs_the_recipe_key(tmp_path, monkeypatch):
-    from finetunekit.bench import throughput
+def test_accuracy_refuses_a_too_small_image_before_training_anything(tmp_path):
+    result = _bench("--accuracy", "--image-size", "16", "--out", str(tmp_path / "r"))
+    assert result.exit_code == 2, result.output
+    assert "at least 32x32" in result.output and "Traceback" not in result.output
+    assert "source (digits 0-4)" not in result.output  # refused before the source run
+    assert not (tmp_path / "r").exists()
 
-    monkeypatch.setattr(throughput, "engine_supports_precision", lambda: False)  # older engine
-    result = _bench("--precision", "mixed_bfloat16", "--strategies", "full", "--out",
-                    str(tmp_path / "r"))
-    assert result.exit_code == 2 and "train.precision" in result.output
 
-
-@pytest.mark.jax
 def test_out_never_overwrites_results(tmp_path):
     (tmp_path / "bench.md").write_text("mine", encoding="utf-8")
     result = _bench("--out", str(tmp_path))

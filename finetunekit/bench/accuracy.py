@@ -118,6 +118,13 @@ def run_accuracy(settings: AccuracySettings, engine=None, *, log=print) -> list[
         engine.catalogue.get("strategy", name, key="--strategies")
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="finetunekit-bench-") as tmp:
+        runs = [Variant(n, strategy_section(n, settings.demo), True) for n in settings.strategies]
+        runs.append(Variant(RANDOM, {"name": "full"}, False))
+        # before anything trains: the baseline's recipe must build (backbone, input
+        # size, --data); a strategy that then fails to plan gets a "not applicable" row
+        engine.build(recipe_for(settings, settings.demo, runs[-1], "none", Path(tmp) / "check"))
+        shares = {v.name: _base_share(engine, settings, v, Path(tmp), rows, log) for v in runs}
+        runs = [v for v in runs if shares[v.name] is not None]
         weights = settings.weights
         if weights is None:
             started = time.perf_counter()
@@ -128,10 +135,6 @@ def run_accuracy(settings: AccuracySettings, engine=None, *, log=print) -> list[
                          "seconds": round(time.perf_counter() - started, 2),
                          "trainable_params": trainable_param_count(source.model)})
             log(f"source (digits 0-4): val accuracy {rows[-1]['val_accuracy']:.3f}")
-        runs = [Variant(n, strategy_section(n, settings.demo), True) for n in settings.strategies]
-        runs.append(Variant(RANDOM, {"name": "full"}, False))
-        shares = {v.name: _base_share(engine, settings, v, Path(tmp), rows, log) for v in runs}
-        runs = [v for v in runs if shares[v.name] is not None]
         for seed in settings.seeds:
             demo = replace(settings.demo, seed=seed)
             recipes = [recipe_for(settings, demo, v, weights, Path(tmp) / v.name,

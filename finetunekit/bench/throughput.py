@@ -31,9 +31,10 @@ import numpy as np
 
 from finetunekit.core.errors import RecipeError, unknown_name_message
 from finetunekit.core.precision import precision_scope
+from finetunekit.core.recipe import CORE_KEYS
 
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-"""Keras dtype policies the benchmark knows."""
+PRECISIONS = CORE_KEYS["train"]["precision"].choices
+"""Keras dtype policies the benchmark knows: those of ``train.precision``."""
 
 SEED_STRATEGIES = ("feature_extraction", "partial", "full")
 """The seed's three recipes: the default strategies of the throughput benchmark."""
@@ -75,13 +76,6 @@ def check_precision(precision: str) -> str:
     return precision
 
 
-def engine_supports_precision() -> bool:
-    """Whether the recipe has ``train.precision`` (a newer engine than this benchmark's)."""
-    from finetunekit.core.recipe import CORE_KEYS
-
-    return "precision" in CORE_KEYS["train"]
-
-
 def seed_recipe(config: Config):
     """The seed's recipe (flatten, Dense 256, one sigmoid unit, RMSprop 2e-5) for `config`."""
     from finetunekit.core.recipe import Recipe
@@ -97,22 +91,8 @@ def seed_recipe(config: Config):
     }
     if config.strategy == "partial" and config.backbone.startswith("vgg"):
         sections["strategy"]["unfreeze_from"] = 15  # the seed's vgg_base.layers[15:]
-    check_engine_precision([config.precision])
-    if engine_supports_precision():
-        sections["train"]["precision"] = config.precision
+    sections["train"]["precision"] = config.precision
     return Recipe.from_dict(sections)
-
-
-def check_engine_precision(precisions: list[str]) -> None:
-    """Raise a RecipeError if a precision other than float32 is asked of an engine whose
-    recipe has no ``train.precision``."""
-    mixed = [p for p in precisions if p != "float32"]
-    if mixed and not engine_supports_precision():
-        raise RecipeError(
-            f"This finetunekit has no 'train.precision' recipe key, so it trains in float32 "
-            f"only. Received: precision={', '.join(mixed)}. Use --precision float32, or a "
-            "finetunekit with mixed precision."
-        )
 
 
 def synthetic(config: Config) -> tuple[np.ndarray, np.ndarray]:
@@ -158,8 +138,12 @@ def build_finetunekit(engine, config: Config):
     return run.model, run.plan.stages[index]
 
 
-def build_baseline(config: Config, trainable: frozenset[str]):
+def build_baseline(config: Config, trainable: frozenset[str], *, uint8: bool = False):
     """The seed's hand-written model and compile, no finetunekit (see the module doc).
+
+    With `uint8`, the same code as a careful Keras user would write it for speed: uint8
+    images in, ``Rescaling(1/255)`` in the model, the base called with
+    ``training=False`` when it is all frozen (GPU.md's fastest plain Keras-JAX).
 
     Call inside :func:`~finetunekit.core.precision.precision_scope` so the model
     takes the precision (Keras's global policy, restored after).
@@ -173,12 +157,17 @@ def build_baseline(config: Config, trainable: frozenset[str]):
         weights=None, include_top=False, input_shape=(config.image_size, config.image_size, 3))
     for layer in base.layers:
         layer.trainable = layer.name in trainable
-    model = keras.Sequential([
-        base,
-        keras.layers.Flatten(),
-        keras.layers.Dense(256, activation="relu"),
-        keras.layers.Dense(1, activation="sigmoid"),
-    ])
+    head = [keras.layers.Flatten(), keras.layers.Dense(256, activation="relu"),
+            keras.layers.Dense(1, activation="sigmoid")]
+    if uint8:
+        inputs = keras.Input((config.image_size, config.image_size, 3), dtype="uint8")
+        outputs = base(keras.layers.Rescaling(1 / 255)(inputs),
+                       training=False if not trainable else None)
+        for layer in head:
+            outputs = layer(outputs)
+        model = keras.Model(inputs, outputs)
+    else:
+        model = keras.Sequential([base, *head])
     model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=2e-5),
                   loss="binary_crossentropy", metrics=["acc"])
     return model
@@ -214,9 +203,10 @@ def measure(config: Config, engine=None) -> dict[str, Any]:
         engine: :class:`~finetunekit.Engine` or None (a new one without entry points).
 
     Returns:
-        dict: the configuration, ``images_per_s`` and ``baseline_images_per_s``
-        (medians), every repeat, ``ratio`` (finetunekit / baseline), the stage timed,
-        the backend and the device.
+        dict: the configuration, ``images_per_s``, ``baseline_images_per_s`` (the seed's
+        code as written) and ``plain_uint8_images_per_s`` (the same fed uint8), medians;
+        every repeat; ``ratio`` (finetunekit / the seed's code) and ``ratio_uint8``
+        (finetunekit / the uint8-fed plain code); the stage timed, the backend, the device.
     """
     import keras
 
@@ -228,9 +218,12 @@ def measure(config: Config, engine=None) -> dict[str, Any]:
     model, stage = build_finetunekit(engine, config)
     with precision_scope(config.precision):
         baseline = build_baseline(config, stage.trainable)
+        fed_uint8 = build_baseline(config, stage.trainable, uint8=True)
     # the seed feeds float32 scaled on the host (its ImageDataGenerator's rescale=1/255)
-    ours, theirs = time_fits([(model, x), (baseline, x.astype("float32") / 255.0)], y, config)
+    ours, theirs, plain_uint8 = time_fits(
+        [(model, x), (baseline, x.astype("float32") / 255.0), (fed_uint8, x)], y, config)
     ours_median, theirs_median = statistics.median(ours), statistics.median(theirs)
+    uint8_median = statistics.median(plain_uint8)
     return {
         "id": config.id,
         "backbone": config.backbone,
@@ -244,8 +237,11 @@ def measure(config: Config, engine=None) -> dict[str, Any]:
         "images_per_s": round(ours_median, 2),
         "baseline_images_per_s": round(theirs_median, 2),
         "ratio": round(ours_median / theirs_median, 3),
+        "plain_uint8_images_per_s": round(uint8_median, 2),
+        "ratio_uint8": round(ours_median / uint8_median, 3),
         "images_per_s_repeats": [round(r, 2) for r in ours],
         "baseline_images_per_s_repeats": [round(r, 2) for r in theirs],
+        "plain_uint8_images_per_s_repeats": [round(r, 2) for r in plain_uint8],
         "backend": keras.backend.backend(),
         "device": device_name(),
     }
