@@ -22,7 +22,7 @@ from finetunekit.core.components import Data, DataContext, DataSource
 from finetunekit.core.errors import DataError
 from finetunekit.core.params import Param
 from finetunekit.core.plugins import hookimpl
-from finetunekit.plugins.data.scan import ImageList, to_data
+from finetunekit.plugins.data.scan import SCAN_PARAMS, ImageList, to_data
 
 COLUMNS = ("path", "label")
 
@@ -122,12 +122,9 @@ def finetunekit_register_data_sources(register):
         params={
             "train": Param(str, help="CSV image list: header path,label; paths relative to the CSV"),
             "validation": Param(str, None, nullable=True, help="CSV image list for validation"),
-            "validation_split": Param(float, None, nullable=True, min=0.01, max=0.9,
-                                      help="fraction of each class of train held out instead"),
             "classes": Param(list, None, nullable=True, items=str,
                              help="class names in label order (default: the train CSV's labels, sorted)"),
-            "strict": Param(bool, False,
-                            help="refuse unusable images or rows (naming them) instead of skipping them"),
+            **SCAN_PARAMS,
         },
         description="An image list: a CSV of path,label rows (labels are class names).",
     ))

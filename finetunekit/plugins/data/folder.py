@@ -15,7 +15,7 @@ from finetunekit.core.errors import DataError
 from finetunekit.core.params import Param
 from finetunekit.core.plugins import hookimpl
 from finetunekit.plugins.data.images import IMAGE_SUFFIXES, list_images
-from finetunekit.plugins.data.scan import ImageList, to_data
+from finetunekit.plugins.data.scan import SCAN_PARAMS, ImageList, to_data
 
 
 def _class_folders(root: Path, key: str) -> list[Path]:
@@ -99,10 +99,7 @@ def finetunekit_register_data_sources(register):
         params={
             "train": Param(str, help="folder with one sub-folder of images per class"),
             "validation": Param(str, None, nullable=True, help="validation folder, same classes"),
-            "validation_split": Param(float, None, nullable=True, min=0.01, max=0.9,
-                                      help="fraction of each class of train held out instead"),
-            "strict": Param(bool, False,
-                            help="refuse unusable images (naming them) instead of skipping them"),
+            **SCAN_PARAMS,
         },
         description="Images in class sub-folders (train/cats, train/dogs, ...).",
     ))

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from finetunekit.core.errors import DataError
+from finetunekit.core.params import Param
 from finetunekit.plugins.data.images import REASONS, SkippedImage, decode_image, read_file
 
 logger = logging.getLogger("finetunekit.data")
@@ -123,6 +124,15 @@ def to_data(lists: list[ImageList], class_names: list[str], context: Any, *, str
     arrays, report = load_images(lists, class_names, context.input_shape[:2], strict=strict)
     return Data(train=arrays["train"], validation=arrays.get("validation"),
                 class_names=class_names, report=report)
+
+
+SCAN_PARAMS = {
+    "validation_split": Param(float, None, nullable=True, min=0.01, max=0.9,
+                              help="fraction of each class of train held out instead"),
+    "strict": Param(bool, False,
+                    help="refuse unusable images or rows (naming them) instead of skipping them"),
+}
+"""The ``[data]`` keys of every source that loads through :func:`to_data`."""
 
 
 CHUNK = 16
