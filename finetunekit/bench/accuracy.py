@@ -107,8 +107,9 @@ def run_accuracy(settings: AccuracySettings, engine=None, *, log=print) -> list[
 
     Returns:
         list of dict: one row per (strategy, seed): ``strategy``, ``weights``, ``seed``,
-        ``val_accuracy``, ``seconds``, ``trainable_params``; the source run (if one was
-        trained) first, with ``strategy = "source"``.
+        ``val_accuracy``, ``seconds``, ``trainable_params``. Before them, a row with
+        ``not_applicable`` (the reason) for each strategy that cannot plan on the
+        backbone, then the source run's (if one was trained), ``strategy = "source"``.
     """
     from finetunekit.core.engine import Engine
     from finetunekit.core.freezing import trainable_param_count
