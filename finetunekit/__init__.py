@@ -15,8 +15,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "hookimpl": "finetunekit.core.plugins",
-    "get_plugin_manager": "finetunekit.core.plugins",
+    "hookimpl": "finetunekit.core.manager",
+    "get_plugin_manager": "finetunekit.core.manager",
     "Engine": "finetunekit.core.engine",
     "Run": "finetunekit.core.training",
     "Recipe": "finetunekit.core.recipe",
@@ -42,8 +42,8 @@ _EXPORTS = {
     "WeightsError": "finetunekit.core.errors",
     "DataError": "finetunekit.core.errors",
     "PersistenceError": "finetunekit.core.errors",
-    "Preprocess": "finetunekit.core.layers",
-    "freezing": "finetunekit.core",
+    "Preprocess": "finetunekit.plugins.backbones.preprocess",
+    "freezing": "finetunekit.plugins.strategies.freezing",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -53,7 +53,9 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'finetunekit' has no attribute '{name}'")
-    value = getattr(importlib.import_module(module), name) if name != "freezing" else importlib.import_module("finetunekit.core.freezing")
+    value = importlib.import_module(module)
+    if name != "freezing":
+        value = getattr(value, name)
     globals()[name] = value
     return value
 

@@ -1,3 +1,3 @@
-from finetunekit.core.cli import main
+from finetunekit.cli import main
 
 main()

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from finetunekit.core.errors import PersistenceError
-from finetunekit.core.persistence import atomic_write
-from finetunekit.core.plugins import hookimpl
+from finetunekit.core.run_folder import atomic_write
+from finetunekit.core.manager import hookimpl
 
 SOURCE_CLASSES = (0, 1, 2, 3, 4)
 """Digits the source run trains on."""
@@ -206,7 +206,7 @@ def train_source(engine, settings: DemoSettings, out: Path, *, keep: bool = Fals
 
 def _row(task: str, strategy: str, transferred: bool, run, seconds: float,
          images: tuple[int, int]) -> dict[str, Any]:
-    from finetunekit.core.freezing import trainable_param_count
+    from finetunekit.plugins.strategies.freezing import trainable_param_count
 
     last = run.history[-1] if run.history else {}
     return {

@@ -21,7 +21,7 @@ import numpy as np
 
 from finetunekit.core.components import Data
 from finetunekit.core.engine import Engine, Run
-from finetunekit.core.freezing import is_batch_norm, is_norm_parameter
+from finetunekit.plugins.strategies.freezing import is_batch_norm, is_norm_parameter
 from finetunekit.core.recipe import Recipe
 
 SIZE = 32

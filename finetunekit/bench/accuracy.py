@@ -112,7 +112,7 @@ def run_accuracy(settings: AccuracySettings, engine=None, *, log=print) -> list[
         backbone, then the source run's (if one was trained), ``strategy = "source"``.
     """
     from finetunekit.core.engine import Engine
-    from finetunekit.core.freezing import trainable_param_count
+    from finetunekit.plugins.strategies.freezing import trainable_param_count
 
     engine = engine or Engine()
     for name in settings.strategies:
@@ -162,7 +162,7 @@ def _base_share(engine, settings: AccuracySettings, variant: Variant, tmp: Path,
     """The largest share of the base's parameters any stage of the strategy trains, or
     None if it cannot plan on this backbone (``norm_only`` cannot on VGG16, which has no
     normalisation layers): then a row saying why, and no runs."""
-    from finetunekit.core.freezing import trainable_param_count
+    from finetunekit.plugins.strategies.freezing import trainable_param_count
 
     try:
         run = engine.build(recipe_for(settings, settings.demo, variant, "none", tmp / "x"))

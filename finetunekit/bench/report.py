@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from finetunekit.core.errors import PersistenceError
-from finetunekit.core.persistence import atomic_write
+from finetunekit.core.run_folder import atomic_write
 
 OUTPUTS = ("bench.json", "bench.md", "bench.png")
 """The files ``finetunekit bench`` writes."""

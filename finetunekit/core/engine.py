@@ -17,7 +17,7 @@ from typing import Any
 
 import keras
 
-from finetunekit.core import freezing
+from finetunekit.core import stages
 from finetunekit.core.checkpoint import (
     CHECKPOINT_DIR,
     Checkpoint,
@@ -30,13 +30,11 @@ from finetunekit.core.components import BuiltHead, Data, DataContext, Plan, Plan
 from finetunekit.core.distribution import Distributions, check_distribution
 from finetunekit.core.feature_cache import FeatureCache, head_model, uses_cache
 from finetunekit.core.errors import DataError, PersistenceError, PluginError, RecipeError
-from finetunekit.core.layers import Preprocess
-from finetunekit.core.learning_rates import scale_learning_rates
 from finetunekit.core.mixing import LabelMixing
 from finetunekit.core.params import validate_section
-from finetunekit.core.persistence import atomic_save, atomic_write, check_run_folder, history_csv
+from finetunekit.core.run_folder import atomic_save, atomic_write, check_run_folder, history_csv
 from finetunekit.core.precision import output_dtype, precision_scope
-from finetunekit.core.plugins import (
+from finetunekit.core.manager import (
     Catalogue,
     call_hook,
     get_plugin_manager,
@@ -225,7 +223,7 @@ class Engine:
         require_result(self.pm, "finetunekit_load_backbone", base,
                        lambda b: isinstance(b, keras.Model), "a keras.Model")
         names = [layer.name for layer in base.layers]
-        blocks = [list(b) for b in backbone.blocks(base)] if backbone.blocks else freezing.group_blocks(names, None)
+        blocks = [list(b) for b in backbone.blocks(base)] if backbone.blocks else [[name] for name in names]
 
         head, head_params = self.select(recipe, "head")
         built_head = self.call("finetunekit_build_head", head=head,
@@ -254,13 +252,13 @@ class Engine:
                     plugin=plugin, hook="finetunekit_plan_strategy",
                 )
 
-        preprocess = backbone.preprocess() if backbone.preprocess else Preprocess("none")
+        preprocess = backbone.preprocess() if backbone.preprocess else keras.layers.Identity(name="preprocess")
         augmentation, augment_params = self.select(recipe, "augment")
         augment = self.call("finetunekit_build_augmentation", augmentation=augmentation,
                             input_shape=input_shape, params=augment_params)
         run = Run(recipe=recipe, base=base, blocks=blocks, head=built_head, plan=plan,
                   model=None, preprocess=preprocess, augment=augment,
-                  variable_flags=freezing.variable_flags(base))
+                  variable_flags=stages.variable_flags(base))
         self.prepare_stage(run, 0)
         # the soft labels' width is the model's output width, known once it is composed
         run.mix = LabelMixing.of(augmentation, augment_params, built_head,
@@ -285,7 +283,7 @@ class Engine:
         that its dropout and BatchNorm layers behave as at inference.
         """
         stage = run.plan.stages[index]
-        freezing.apply_trainable(run.base, stage.trainable, train_bn=stage.train_bn,
+        stages.apply_trainable(run.base, stage.trainable, train_bn=stage.train_bn,
                                  variables=stage.variables, original=run.variable_flags)
         frozen = not stage.trainable
         input_shape = tuple(run.recipe["backbone"]["input_shape"])
@@ -315,10 +313,10 @@ class Engine:
         for index, stage in enumerate(run.plan.stages):
             self.prepare_stage(run, index)
             stages.append({**stage.to_dict(),
-                           "trainable_params": freezing.trainable_param_count(run.model)})
+                           "trainable_params": stages.trainable_param_count(run.model)})
         self.prepare_stage(run, 0)
         total = int(run.model.count_params())
-        trainable = freezing.trainable_param_count(run.model)
+        trainable = stages.trainable_param_count(run.model)
         return {
             "backbone": recipe["backbone"]["name"],
             "input_shape": recipe["backbone"]["input_shape"],
@@ -383,7 +381,7 @@ class Engine:
             by_path = {variable.path: stage.lr_scales[layer.name]
                        for layer in run.base.layers if layer.name in stage.lr_scales
                        for variable in layer.weights}
-            scale_learning_rates(opt, lambda variable: by_path.get(variable.path, 1.0))
+            stages.scale_learning_rates(opt, lambda variable: by_path.get(variable.path, 1.0))
         run.model.compile(optimizer=opt, loss=run.head.loss, metrics=run.head.metrics)
 
     @_scoped

@@ -1,121 +1,15 @@
-"""Getting pretrained weights without hanging: Keras's downloader has no timeout.
+"""Loading a weights file into a base (``backbone.weights = "path/to/file"``).
 
-``weights = "imagenet"`` asks Keras to download and cache the file. Offline, Keras's
-``urlretrieve`` can wait forever on a connection that never answers, so the engine first
-probes the download host with a hard deadline (in a daemon thread, which also bounds a
-hanging DNS look-up) and sets a socket timeout for the download itself.
+The engine does this for every backbone, so a plugin's backbone gets weights files the
+same way the built-ins do.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
-import socket
-import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from finetunekit.core.errors import WeightsError
-
-DOWNLOAD_HOST = ("storage.googleapis.com", 443)
-DEFAULT_TIMEOUT = 20.0
-
-
-def keras_cache_dir() -> Path:
-    """Folder where Keras caches downloaded weights (``$KERAS_HOME/models``)."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return Path(home) / "models"
-
-
-def _normalise(text: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", text.lower())
-
-
-def looks_cached(backbone_name: str) -> bool:
-    """Whether Keras's cache seems to hold no-top weights for this backbone.
-
-    A heuristic to skip the network probe for a cached file; a wrong guess costs at most
-    the socket timeout.
-    """
-    folder = keras_cache_dir()
-    if not folder.is_dir():
-        return False
-    wanted = _normalise(backbone_name)
-    return any(
-        wanted in _normalise(f.name) and "notop" in _normalise(f.name) for f in folder.iterdir()
-    )
-
-
-def probe(host: tuple[str, int] = DOWNLOAD_HOST, timeout: float = DEFAULT_TIMEOUT) -> str | None:
-    """Try to open a TCP connection to `host` within `timeout` seconds.
-
-    Returns None if it worked, else a short reason.
-    """
-    outcome: dict[str, str | None] = {}
-
-    def attempt() -> None:
-        try:
-            socket.create_connection(host, timeout=timeout).close()
-            outcome["error"] = None
-        except OSError as exc:
-            outcome["error"] = f"{type(exc).__name__}: {exc}"
-
-    worker = threading.Thread(target=attempt, name="finetunekit-weights-probe", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
-        return f"no answer from {host[0]}:{host[1]} within {timeout:g} s"
-    return outcome.get("error")
-
-
-@contextlib.contextmanager
-def _socket_timeout(seconds: float) -> Iterator[None]:
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(previous)
-
-
-def _offline_message(backbone_name: str, reason: str) -> str:
-    return (
-        f"Could not get ImageNet weights for backbone '{backbone_name}': {reason}. "
-        "Keras downloads them once and caches them in "
-        f"'{keras_cache_dir()}'. Offline, download the weights file on a connected "
-        "machine (keras.applications.<Model>(weights='imagenet', include_top=False) "
-        "saves it in ~/.keras/models/), copy it here and set backbone.weights = "
-        "\"/path/to/file.h5\"; or set backbone.weights = \"none\" to start from random "
-        "weights."
-    )
-
-
-def build_with_imagenet(
-    backbone_name: str,
-    build: Callable[[], Any],
-    *,
-    timeout: float = DEFAULT_TIMEOUT,
-    host: tuple[str, int] = DOWNLOAD_HOST,
-) -> Any:
-    """Run `build` (a Keras constructor asked for ImageNet weights) with a bounded wait.
-
-    Raises:
-        WeightsError: the weights are not cached and the download host does not answer
-            within `timeout`, or the download fails.
-    """
-    if not looks_cached(backbone_name):
-        reason = probe(host, timeout)
-        if reason is not None:
-            raise WeightsError(_offline_message(backbone_name, reason))
-    try:
-        with _socket_timeout(timeout):
-            return build()
-    except Exception as exc:  # Keras wraps URL errors in a bare Exception
-        if isinstance(exc, OSError) or "URL fetch failure" in str(exc):
-            raise WeightsError(_offline_message(backbone_name, str(exc))) from exc
-        raise
 
 
 def load_weights_file(base: Any, path: Path, backbone_name: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from finetunekit.core.plugins import hookimpl
+from finetunekit.core.manager import hookimpl
 from finetunekit.core.weights import load_weights_file
 
 

@@ -12,11 +12,11 @@ import functools
 import keras
 
 from finetunekit.core.components import Backbone
-from finetunekit.core.freezing import group_blocks
-from finetunekit.core.layers import Preprocess
+from finetunekit.plugins.strategies.freezing import group_blocks
+from finetunekit.plugins.backbones.preprocess import Preprocess
 from finetunekit.core.params import Param
-from finetunekit.core.plugins import hookimpl
-from finetunekit.core.weights import DEFAULT_TIMEOUT, build_with_imagenet
+from finetunekit.core.manager import hookimpl
+from finetunekit.plugins.backbones.download import DEFAULT_TIMEOUT, build_with_imagenet
 from finetunekit.plugins.backbones.families import FAMILIES
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from finetunekit.core.components import Data, DataContext, DataSource
 from finetunekit.core.errors import DataError
 from finetunekit.core.params import Param
-from finetunekit.core.plugins import hookimpl
+from finetunekit.core.manager import hookimpl
 
 
 def read_npz(path: str, key: str) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from finetunekit.core.components import Data, DataContext, DataSource
 from finetunekit.core.errors import DataError
 from finetunekit.core.params import Param
-from finetunekit.core.plugins import hookimpl
+from finetunekit.core.manager import hookimpl
 from finetunekit.plugins.data.images import IMAGE_SUFFIXES, list_images
 from finetunekit.plugins.data.scan import SCAN_PARAMS, ImageList, to_data
 

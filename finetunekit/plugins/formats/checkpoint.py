@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from finetunekit.core.checkpoint import read_checkpoint, restore_model, restore_optimizer, write_checkpoint
 from finetunekit.core.components import Format
-from finetunekit.core.plugins import hookimpl
+from finetunekit.core.manager import hookimpl
 from finetunekit.core.recipe import Recipe
 
 

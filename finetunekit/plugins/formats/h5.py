@@ -1,7 +1,7 @@
 """The legacy Keras H5 format the seed uses (``model.save("my_h5_model.h5")``).
 
 Keras 3 writes it through its legacy path: architecture, weights and the optimizer's
-state (Keras 3.15; tests/test_formats.py checks it).
+state (Keras 3.15; tests/plugins/formats/test_formats.py checks it).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import keras
 
 from finetunekit.core.components import Format
 from finetunekit.core.errors import PersistenceError
-from finetunekit.core.plugins import hookimpl
+from finetunekit.core.manager import hookimpl
 from finetunekit.plugins.formats.native import refuse_lambda
 
 

@@ -9,7 +9,7 @@ import keras
 
 from finetunekit.core.components import Format
 from finetunekit.core.errors import PersistenceError
-from finetunekit.core.plugins import hookimpl
+from finetunekit.core.manager import hookimpl
 
 
 def save_keras(model, path, run=None) -> None:
@@ -41,7 +41,7 @@ def load_keras(path, safe_mode=True, template=None):
         with warnings.catch_warnings():
             # Keras 3.15 warns about the functional model's internal bookkeeping lists
             # ("Skipping nested container ... _operations_by_depth"); they hold no
-            # weights, and round trips are bit-identical (tests/test_formats.py).
+            # weights, and round trips are bit-identical (tests/plugins/formats/test_formats.py).
             warnings.filterwarnings("ignore", message="Skipping nested container.*_operations_by_depth")
             return keras.saving.load_model(str(path), safe_mode=safe_mode)
     except Exception as exc:

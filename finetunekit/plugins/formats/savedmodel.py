@@ -13,7 +13,7 @@ import keras
 
 from finetunekit.core.components import Format
 from finetunekit.core.errors import PersistenceError
-from finetunekit.core.plugins import hookimpl
+from finetunekit.core.manager import hookimpl
 
 
 def _need_tensorflow() -> None:

@@ -6,7 +6,7 @@ import h5py
 
 from finetunekit.core.components import Format
 from finetunekit.core.errors import PersistenceError
-from finetunekit.core.plugins import hookimpl
+from finetunekit.core.manager import hookimpl
 
 
 def save_weights(model, path, run=None) -> None:

@@ -12,12 +12,6 @@
 * ``lora``: low-rank adapters on Dense and convolution kernels, merged on export.
 * ``l2sp``: everything, with a pull toward the starting weights.
 
-This package is itself the plugin for the three basic strategies (the name
-``finetunekit.plugins.strategies`` they have been registered under from the start); every
-other module is its own plugin, listed in
-:data:`finetunekit.core.plugins.BUILTIN_PLUGINS`.
+Each module is its own plugin, listed in :data:`finetunekit.plugins.BUILTINS`;
+:mod:`.freezing` and :mod:`.learning_rates` are the helpers they are composed of.
 """
-
-from finetunekit.plugins.strategies.basic import finetunekit_register_strategies
-
-__all__ = ["finetunekit_register_strategies"]

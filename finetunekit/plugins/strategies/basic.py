@@ -1,6 +1,6 @@
 """The three basic strategies: feature extraction, partial and full fine-tuning (the seed's).
 
-Each is a few lines over :mod:`finetunekit.core.freezing`. Registered through the
+Each is a few lines over :mod:`finetunekit.plugins.strategies.freezing`. Registered through the
 package, as plugin ``finetunekit.plugins.strategies``.
 """
 
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from finetunekit.core.components import Plan, PlanContext, Stage, Strategy
 from finetunekit.core.errors import RecipeError
-from finetunekit.core.freezing import last_blocks, layers_from
+from finetunekit.plugins.strategies.freezing import last_blocks, layers_from
 from finetunekit.core.params import Param
-from finetunekit.core.plugins import hookimpl
+from finetunekit.core.manager import hookimpl
 
 
 def _single(name: str, context: PlanContext, trainable) -> Plan:

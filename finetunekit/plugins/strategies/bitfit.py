@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from finetunekit.core.components import Plan, PlanContext, Stage, Strategy
 from finetunekit.core.errors import RecipeError
-from finetunekit.core.freezing import is_bias, last_blocks_or_all
+from finetunekit.plugins.strategies.freezing import is_bias, last_blocks_or_all
 from finetunekit.core.params import Param
-from finetunekit.core.plugins import hookimpl
+from finetunekit.core.manager import hookimpl
 
 
 def plan_bitfit(context: PlanContext, unfreeze_blocks: int | None = None) -> Plan:

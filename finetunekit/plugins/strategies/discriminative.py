@@ -8,7 +8,7 @@ more change. The same schedule written as a decay (each block ``decay`` times th
 above it) is layer-wise learning-rate decay (ELECTRA, BEiT).
 
 The rates are true per-variable learning rates, applied inside the optimizer's update
-(:mod:`finetunekit.core.learning_rates`): scaling gradients instead would change nothing
+(:mod:`finetunekit.plugins.strategies.learning_rates`): scaling gradients instead would change nothing
 for Adam or RMSprop, which divide by the gradient's own scale.
 """
 
@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from finetunekit.core.components import Plan, PlanContext, Stage, Strategy
 from finetunekit.core.errors import RecipeError
-from finetunekit.core.freezing import block_index, last_blocks_or_all
-from finetunekit.core.learning_rates import check_factor, log_spaced
+from finetunekit.plugins.strategies.freezing import block_index, last_blocks_or_all
+from finetunekit.plugins.strategies.learning_rates import check_factor, log_spaced
 from finetunekit.core.params import Param
-from finetunekit.core.plugins import hookimpl
+from finetunekit.core.manager import hookimpl
 
 LR_MULT = 100
 """fastai ``fine_tune``'s default spread: ``slice(lr / 100, lr)``."""

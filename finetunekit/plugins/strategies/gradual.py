@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from finetunekit.core.components import Plan, PlanContext, Stage, Strategy
 from finetunekit.core.errors import RecipeError
-from finetunekit.core.freezing import last_blocks
-from finetunekit.core.learning_rates import check_factor
+from finetunekit.plugins.strategies.freezing import last_blocks
+from finetunekit.plugins.strategies.learning_rates import check_factor
 from finetunekit.core.params import Param
-from finetunekit.core.plugins import hookimpl
+from finetunekit.core.manager import hookimpl
 
 
 def plan_gradual(context: PlanContext, every: int = 1, max_blocks: int | None = None,

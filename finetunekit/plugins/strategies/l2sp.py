@@ -23,9 +23,9 @@ import keras
 from keras import ops
 
 from finetunekit.core.components import Plan, PlanContext, Stage, Strategy
-from finetunekit.core.freezing import last_blocks_or_all
+from finetunekit.plugins.strategies.freezing import last_blocks_or_all
 from finetunekit.core.params import Param
-from finetunekit.core.plugins import hookimpl
+from finetunekit.core.manager import hookimpl
 
 
 class AnchorPenalty:

@@ -24,9 +24,9 @@ import keras
 
 from finetunekit.core.components import Plan, PlanContext, Stage, Strategy
 from finetunekit.core.errors import RecipeError
-from finetunekit.core.freezing import last_blocks_or_all
+from finetunekit.plugins.strategies.freezing import last_blocks_or_all
 from finetunekit.core.params import Param
-from finetunekit.core.plugins import hookimpl
+from finetunekit.core.manager import hookimpl
 
 ADAPTERS = ("lora_kernel_a", "lora_kernel_b")
 """Names Keras gives the two adapter variables of a layer."""

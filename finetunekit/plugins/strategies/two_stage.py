@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from finetunekit.core.components import Plan, PlanContext, Stage, Strategy
 from finetunekit.core.errors import RecipeError
-from finetunekit.core.freezing import last_blocks_or_all
-from finetunekit.core.learning_rates import check_factor
+from finetunekit.plugins.strategies.freezing import last_blocks_or_all
+from finetunekit.plugins.strategies.learning_rates import check_factor
 from finetunekit.core.params import Param
-from finetunekit.core.plugins import hookimpl
+from finetunekit.core.manager import hookimpl
 
 
 def plan_two_stage(context: PlanContext, probe_epochs: int = 1, unfreeze_blocks: int | None = None,

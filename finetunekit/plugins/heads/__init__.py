@@ -1,0 +1,1 @@
+"""Built-in heads: :mod:`.dense` (pooling, hidden Dense layers, dropout, the output)."""

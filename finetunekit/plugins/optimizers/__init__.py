@@ -1,0 +1,1 @@
+"""Built-in optimizers: :mod:`.keras_optimizers` (Keras's own, by name)."""

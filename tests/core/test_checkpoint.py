@@ -1,0 +1,108 @@
+"""Resume after a kill: the same final weights as a run never interrupted, and no corrupt
+file under a final name, whenever the process dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from finetunekit import Engine
+from finetunekit.core.checkpoint import list_checkpoints, read_checkpoint
+
+TESTS = Path(__file__).resolve().parents[1] / "helpers"
+
+
+def _recipe(tmp_path: Path, name: str) -> Path:
+    rng = np.random.default_rng(0)
+    data = tmp_path / "train.npz"
+    if not data.exists():
+        np.savez(data, x=rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8), y=np.arange(12) % 2)
+    path = tmp_path / f"{name}.toml"
+    path.write_text(f"""
+[backbone]
+name = "vgg16"
+weights = "none"
+input_shape = [32, 32, 3]
+[strategy]
+name = "probe_then_tune"
+[head]
+classes = 1
+hidden = [8]
+dropout = 0.5
+[optimizer]
+name = "adam"
+learning_rate = 1e-3
+[data]
+source = "arrays"
+train = "{data}"
+batch_size = 4
+[train]
+epochs = 4
+seed = 3
+[save]
+path = "{tmp_path / name}"
+keep_checkpoints = 3
+""")
+    return path
+
+
+def _cli(*args, kill: str | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    env.pop("FINETUNEKIT_TEST_KILL", None)
+    if kill:
+        env["FINETUNEKIT_TEST_KILL"] = kill
+    return subprocess.run([sys.executable, "-m", "finetunekit", *map(str, args), "--plugin", "kill_plugin"],
+                          capture_output=True, text=True, env=env, timeout=600)
+
+
+def _weights(run_dir: Path) -> list[np.ndarray]:
+    model = Engine(entry_points=False).load_model(run_dir / "model.keras")
+    return [w.numpy() for w in model.weights]
+
+
+def _assert_no_corrupt_final_files(run_dir: Path) -> None:
+    for path in list_checkpoints(run_dir):
+        read_checkpoint(path)  # raises on a truncated or foreign file
+    model = run_dir / "model.keras"
+    if model.exists():
+        Engine(entry_points=False).load_model(model)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("reference")
+    result = _cli("run", _recipe(tmp_path, "reference"))
+    assert result.returncode == 0, result.stderr
+    return _weights(tmp_path / "reference")
+
+
+@pytest.mark.parametrize("kill", [
+    "after-epoch:2",     # at the stage boundary
+    "mid-write:3",       # a half-written checkpoint in the second stage
+    "before-rename:2",   # epoch 2's checkpoint complete but never renamed
+    "final-save",        # while the final model moves into place
+])
+def test_sigkill_then_resume_matches_the_uninterrupted_run(tmp_path, uninterrupted, kill):
+    recipe = _recipe(tmp_path, "cut")
+    killed = _cli("run", recipe, kill=kill)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    run_dir = tmp_path / "cut"
+    _assert_no_corrupt_final_files(run_dir)
+    resumed = _cli("resume", run_dir)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    for expected, got in zip(uninterrupted, _weights(run_dir)):
+        np.testing.assert_array_equal(got, expected)
+    assert not [p for p in (run_dir / "checkpoints").iterdir() if p.name.startswith(".")]
+
+
+def test_resume_without_checkpoints_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = _cli("resume", tmp_path / "empty")
+    assert result.returncode == 2
+    assert "No checkpoint in" in result.stderr and "Traceback" not in result.stderr

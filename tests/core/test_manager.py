@@ -1,0 +1,225 @@
+"""The plugin contract: discovery, isolation, errors that name the plugin and the hook."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import keras
+import pytest
+
+from finetunekit import (
+    Engine,
+    Optimizer,
+    Plan,
+    PluginError,
+    Stage,
+    Strategy,
+    UnknownComponentError,
+    hookimpl,
+)
+from finetunekit.plugins import BUILTINS as BUILTIN_PLUGINS
+from finetunekit.testing import tiny_data, tiny_recipe
+
+
+def _strategy_plugin(name="only_head"):
+    class Plugin:
+        @hookimpl
+        def finetunekit_register_strategies(self, register):
+            register(Strategy(name=name, plan=lambda context: Plan(
+                (Stage(name, context.epochs, frozenset(), context.learning_rate),))))
+
+    return Plugin()
+
+
+def test_builtins_are_registered_like_any_plugin(engine):
+    plugins = {row["plugin"] for row in engine.components()}
+    assert plugins <= set(BUILTIN_PLUGINS)
+    kinds = {row["kind"] for row in engine.components()}
+    assert kinds == {"backbone", "strategy", "head", "optimizer", "format", "data", "augmentation"}
+    assert engine.catalogue.plugin_of("strategy", "partial") == "finetunekit.plugins.strategies.basic"
+
+
+def test_two_engines_do_not_see_each_others_plugins():
+    first = Engine(plugins=[_strategy_plugin()], entry_points=False)
+    second = Engine(entry_points=False)
+    assert "only_head" in first.catalogue.names("strategy")
+    assert "only_head" not in second.catalogue.names("strategy")
+    with pytest.raises(UnknownComponentError, match="only_head"):
+        second.build(tiny_recipe(strategy="only_head"))
+
+
+def test_unknown_component_lists_known_names_and_suggests(engine):
+    with pytest.raises(UnknownComponentError) as info:
+        engine.build(tiny_recipe(strategy="parital"))
+    message = str(info.value)
+    assert "Unknown strategy (strategy.name) 'parital'" in message
+    assert "feature_extraction, full, " in message and ", partial, " in message
+    assert "Did you mean 'partial'?" in message
+
+
+def test_duplicate_component_name_names_both_plugins():
+    engine = Engine(plugins=[_strategy_plugin("partial")], entry_points=False)
+    with pytest.raises(PluginError) as info:
+        engine.catalogue
+    message = str(info.value)
+    assert "Duplicate strategy name 'partial'" in message
+    assert "plugin 'finetunekit.plugins.strategies.basic' already did" in message
+    assert info.value.plugin.endswith("Plugin") and info.value.hook == "finetunekit_register_strategies"
+
+
+def test_plugin_raising_in_a_catalogue_hook_is_named():
+    class Broken:
+        @hookimpl
+        def finetunekit_register_heads(self, register):
+            raise RuntimeError("boom")
+
+    engine = Engine(plugins=[Broken()], entry_points=False)
+    with pytest.raises(PluginError, match=r"Broken' failed in hook 'finetunekit_register_heads': RuntimeError: boom"):
+        engine.catalogue
+
+
+def test_component_raising_during_a_run_names_its_plugin_and_the_hook():
+    class Flaky:
+        @hookimpl
+        def finetunekit_register_optimizers(self, register):
+            def build(learning_rate, weight_decay):
+                raise ZeroDivisionError("bad optimizer")
+            register(Optimizer(name="flaky", build=build))
+
+    engine = Engine(plugins=[Flaky()], entry_points=False)
+    with pytest.raises(PluginError) as info:
+        engine.run(tiny_recipe(optimizer="flaky"), data=tiny_data(), save=False)
+    assert info.value.hook == "finetunekit_build_optimizer"
+    assert "Flaky" in info.value.plugin
+    assert "ZeroDivisionError: bad optimizer" in str(info.value)
+
+
+def test_hook_with_a_typo_is_refused_at_registration():
+    class Typo:
+        @hookimpl
+        def finetunekit_register_stratgies(self, register):
+            pass
+
+    with pytest.raises(PluginError, match="finetunekit_register_stratgies.*Did you mean 'finetunekit_register_strategies'"):
+        Engine(plugins=[Typo()], entry_points=False)
+
+
+def test_wrapper_changes_another_plugins_result():
+    """A wrapper sees the optimizer the built-in made and can change it."""
+    seen = []
+
+    class Clip:
+        @hookimpl(wrapper=True)
+        def finetunekit_build_optimizer(self, optimizer, stage):
+            result = yield
+            result.clipnorm = 1.0
+            seen.append((optimizer.name, stage.name))
+            return result
+
+    engine = Engine(plugins=[Clip()], entry_points=False)
+    run = engine.run(tiny_recipe(optimizer="rmsprop"), data=tiny_data(), save=False)
+    assert run.model.optimizer.clipnorm == 1.0
+    assert isinstance(run.model.optimizer, keras.optimizers.RMSprop)
+    assert seen == [("rmsprop", "feature_extraction")]
+
+
+def test_first_result_overrides_the_default():
+    class Planner:
+        @hookimpl
+        def finetunekit_plan_strategy(self, strategy, context):
+            return Plan((Stage("mine", 3, frozenset(), 0.5),))
+
+    engine = Engine(plugins=[Planner()], entry_points=False)
+    run = engine.build(tiny_recipe(strategy="full"))
+    assert [s.name for s in run.plan.stages] == ["mine"]
+
+
+def test_wrong_result_type_is_a_contract_error():
+    class Bad:
+        @hookimpl
+        def finetunekit_build_head(self):
+            return "not a head"
+
+    engine = Engine(plugins=[Bad()], entry_points=False)
+    with pytest.raises(PluginError, match="finetunekit_build_head.*expected a finetunekit.BuiltHead.*Bad"):
+        engine.build(tiny_recipe())
+
+
+def test_plugin_given_as_a_dotted_module_path(monkeypatch):
+    module = types.ModuleType("my_test_plugin")
+
+    @hookimpl
+    def finetunekit_register_strategies(register):
+        register(Strategy(name="from_module", plan=lambda context: Plan(
+            (Stage("m", 1, frozenset(), 0.1),))))
+
+    module.finetunekit_register_strategies = finetunekit_register_strategies
+    monkeypatch.setitem(sys.modules, "my_test_plugin", module)
+    engine = Engine(plugins=["my_test_plugin"], entry_points=False)
+    assert engine.catalogue.plugin_of("strategy", "from_module") == "my_test_plugin"
+
+
+def test_unimportable_plugin_module():
+    with pytest.raises(PluginError, match="Could not import plugin module 'no_such_plugin_xyz'"):
+        Engine(plugins=["no_such_plugin_xyz"], entry_points=False)
+
+
+def test_lifecycle_hooks_fire_in_order():
+    events = []
+
+    class Observer:
+        @hookimpl
+        def finetunekit_run_start(self, run):
+            events.append("run_start")
+
+        @hookimpl
+        def finetunekit_stage_start(self, stage, index):
+            events.append(f"stage_start {index}")
+
+        @hookimpl
+        def finetunekit_epoch_end(self, epoch, logs):
+            events.append(f"epoch_end {epoch} {'loss' in logs}")
+
+        @hookimpl
+        def finetunekit_stage_end(self, index, history):
+            events.append(f"stage_end {index} {len(history)}")
+
+        @hookimpl
+        def finetunekit_run_end(self, run):
+            events.append(f"run_end {len(run.history)}")
+
+    engine = Engine(plugins=[Observer()], entry_points=False)
+    engine.run(tiny_recipe(epochs=2), data=tiny_data(), save=False)
+    assert events == ["run_start", "stage_start 0", "epoch_end 1 True", "epoch_end 2 True",
+                      "stage_end 0 2", "run_end 2"]
+
+
+@pytest.mark.parametrize("augment", ["none", "mixup"])
+def test_a_head_layer_without_compute_output_shape_builds_and_trains(augment):
+    # a plain Layer subclass: Keras infers its output by tracing call(); the engine must
+    # not ask it for compute_output_shape (which such a layer does not implement)
+    from finetunekit import BuiltHead, Head, Param
+
+    class MeanHead(keras.layers.Layer):
+        def build(self, input_shape):
+            self.dense = keras.layers.Dense(3, activation="softmax", dtype="float32")
+            self.dense.build((None, input_shape[-1]))
+
+        def call(self, features):
+            return self.dense(keras.ops.mean(features, axis=(1, 2)))
+
+    class Plugin:
+        @hookimpl
+        def finetunekit_register_heads(self, register):
+            def build(feature_shape, classes):
+                return BuiltHead(layer=MeanHead(), loss="sparse_categorical_crossentropy",
+                                 metrics=["accuracy"])
+            register(Head(name="mean", build=build, params={"classes": Param(int, 3)}))
+
+    engine = Engine([Plugin()], entry_points=False)
+    recipe = tiny_recipe(head={"name": "mean"}, classes=3, epochs=1, strategy="full",
+                         augment={"name": augment})
+    run = engine.run(recipe, data=tiny_data(classes=3), save=False)
+    assert run.model.output_shape == (None, 3)
+    assert len(run.history) == 1
