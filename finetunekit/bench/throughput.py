@@ -150,9 +150,9 @@ def build_baseline(config: Config, trainable: frozenset[str], *, uint8: bool = F
     """
     import keras
 
-    from finetunekit.plugins.backbones.families import FAMILIES
+    from finetunekit.plugins.backbones.families import BACKBONES
 
-    constructor = next(row["constructor"] for row in FAMILIES if row["name"] == config.backbone)
+    constructor = next(row["constructor"] for row in BACKBONES if row["name"] == config.backbone)
     base = getattr(keras.applications, constructor)(
         weights=None, include_top=False, input_shape=(config.image_size, config.image_size, 3))
     for layer in base.layers:

@@ -17,7 +17,7 @@ from finetunekit.plugins.backbones.preprocess import Preprocess
 from finetunekit.core.params import Param
 from finetunekit.core.manager import hookimpl
 from finetunekit.plugins.backbones.download import DEFAULT_TIMEOUT, build_with_imagenet
-from finetunekit.plugins.backbones.families import FAMILIES
+from finetunekit.plugins.backbones.families import BACKBONES
 
 
 def build_application(constructor: str, name: str, input_shape, weights,
@@ -43,7 +43,7 @@ def blocks_by_pattern(pattern: str, base) -> list[list[str]]:
 
 
 def backbone_from_row(row: dict) -> Backbone:
-    """Make a :class:`Backbone` from one row of ``FAMILIES``."""
+    """Make a :class:`Backbone` from one resolved row of ``BACKBONES``."""
     mode = row["preprocess"]
     return Backbone(
         name=row["name"],
@@ -61,5 +61,5 @@ def backbone_from_row(row: dict) -> Backbone:
 
 @hookimpl
 def finetunekit_register_backbones(register):
-    for row in FAMILIES:
+    for row in BACKBONES:
         register(backbone_from_row(row))

@@ -1,45 +1,32 @@
-"""Every keras.applications backbone as plain data: one dict per constructor.
+"""Every keras.applications backbone as plain data: families once, models by difference.
 
-Each row of :data:`FAMILIES` has exactly these keys:
+:data:`_FAMILIES` holds what the models of a family share; :data:`_MODELS` holds one
+row per constructor with only what is its own (and may override a family field).
+:data:`BACKBONES` is the two merged: one dict per model with the keys ``name``,
+``constructor``, ``family``, ``preprocess``, ``min_size``, ``default_size`` and
+``block_pattern``.
 
-``name``
-    Lower-case recipe name (``"resnet50"``).
-``constructor``
-    Attribute of ``keras.applications`` (``"ResNet50"``).
-``family``
-    Family the constructor belongs to (``"resnet"``); rows of a family share
-    ``preprocess``, ``min_size`` and ``block_pattern``.
 ``preprocess``
-    What the ImageNet weights expect from uint8 RGB in [0, 255]:
-    ``"caffe"`` (RGB to BGR, subtract the ImageNet mean, no scaling),
-    ``"tf"`` (scale to [-1, 1]), ``"torch"`` (divide by 255, then ImageNet mean and
-    std) or ``"none"`` (the model normalises inside itself and takes [0, 255]).
-    Each mode was checked numerically against the family module's
-    ``keras.applications.<module>.preprocess_input`` (Keras 3.15); for the ``"none"``
-    families that function is a pass-through and the model starts with its own
-    ``Rescaling``/``Normalization`` layers.
+    What the ImageNet weights expect from uint8 RGB in [0, 255]: ``"caffe"`` (RGB to
+    BGR, minus the ImageNet mean), ``"tf"`` (scale to [-1, 1]), ``"torch"`` (divide by
+    255, then ImageNet mean and std) or ``"none"`` (the model normalises inside itself).
+    Each matches the family module's ``preprocess_input`` (checked by the tests).
 ``min_size``
-    Smallest square input height/width the constructor accepts with
-    ``include_top=False`` (with ``min_size - 1`` it raises ``ValueError``). Checked by
-    building every row with ``weights=None`` at ``min_size`` and ``min_size - 1``: every
-    accepted size gives a feature map of at least 1x1.
+    Smallest square input the constructor accepts with ``include_top=False``; at
+    ``min_size - 1`` it raises ``ValueError`` or leaves no feature map.
 ``default_size``
     Input size the ImageNet weights were trained at.
 ``block_pattern``
-    Regular expression for the base's top-level layer names (``base.layers``,
-    ``include_top=False``). A layer's key is ``re.match(block_pattern, name).group(1)``,
-    or None when it does not match. Walking the layers in order, a layer whose key is
-    None joins the current block (layers before the first match form a "stem" block),
-    and a new block starts whenever the key changes. Blocks are the family's natural
-    coarse units (stages, or modules/cells where the family has no stages), so "unfreeze
-    the last N blocks" means something.
-``notes``
-    Anything a user should know (may be empty).
+    Regular expression over the base's top-level layer names. A layer's key is
+    ``re.match(block_pattern, name).group(1)``; an unmatched layer joins the current
+    block (those before the first match form a stem block), and a new block starts
+    whenever the key changes (see :func:`finetunekit.core.freezing.group_blocks`).
+    Blocks are the family's natural coarse units (stages, else modules or cells), so
+    "unfreeze the last N blocks" means something.
 
-Layers that Keras names automatically (``conv2d_3``, ``activation_17``, ``add_2``...)
-are numbered by a process-wide counter, so their names differ from one build to the
-next. No pattern relies on them: they never match, so they always join the block they
-sit in.
+Layers Keras names automatically (``conv2d_3``, ``add_2``...) are numbered by a
+process-wide counter, so no pattern relies on them: they never match and always join
+the block they sit in.
 """
 
 # --- block patterns, one per family (see the module docstring for the rule) -------------
@@ -128,172 +115,95 @@ _NASNET = (
     r"((?:stem_|reduce_)?\d+)$"
 )
 
-# --- notes shared by a family ------------------------------------------------------------
+# --- families: what their models share --------------------------------------------------
 
-_NOTES_VGG = ""
-_NOTES_RESNET = ""
-_NOTES_RESNET_V2 = ""
-_NOTES_MOBILENET = (
-    "ImageNet weights exist for 128, 160, 192 and 224 inputs (and alpha 0.25-1.0)."
-)
-_NOTES_MOBILENET_V2 = (
-    "ImageNet weights exist for 96, 128, 160, 192 and 224 inputs."
-)
-_NOTES_MOBILENET_V3 = (
-    "include_preprocessing=True (default) puts Rescaling(1/127.5, offset=-1) in the model, "
-    "so it takes [0, 255]; with include_preprocessing=False it expects [-1, 1] ('tf'). "
-    "The size check (>= 32) is hard-coded, not obtain_input_shape; ImageNet weights are for "
-    "224 only (other sizes load them with a warning)."
-)
-_NOTES_EFFICIENTNET = (
-    "The model always starts with Rescaling(1/255) + Normalization (no "
-    "include_preprocessing flag); the ImageNet mean/std live in the Normalization weights, "
-    "so with weights=None it only rescales to [0, 1]."
-)
-_NOTES_EFFICIENTNET_V2_B = (
-    "include_preprocessing=True (default) puts Rescaling(1/255) + ImageNet mean/std "
-    "Normalization in the model; with include_preprocessing=False it expects 'torch' input."
-)
-_NOTES_EFFICIENTNET_V2_SML = (
-    "include_preprocessing=True (default) puts Rescaling(1/128, offset=-1) in the model; "
-    "with include_preprocessing=False it expects [-1, 1] input."
-)
-_NOTES_DENSENET = "Transition layers pool2_*/pool3_*/pool4_* belong to the dense block before them."
-_NOTES_XCEPTION = (
-    "min_size 71 is Keras's own check (at 71 the feature map is still 3x3). "
-    "block1 is part of the stem."
-)
-_NOTES_INCEPTION = (
-    "Blocks are keyed on module outputs, so a block's label names the module before it "
-    "(see the pattern comment); each block holds one module's weights."
-)
-_NOTES_CONVNEXT = (
-    "include_preprocessing=True (default) puts a Normalization with ImageNet mean/std "
-    "(on the 0-255 scale) in the model. Each downsampling layer joins the stage before it."
-)
-_NOTES_NASNET = (
-    "Always build with a static input_shape: with None spatial dims the cell-adjust "
-    "(factorised reduction) branches are decided at build time and skipped, so the model "
-    "builds with fewer layers and fails on any real input; ImageNet weights refuse None "
-    "dims. Any static size >= 32 builds (odd sizes are cropped). NASNetMobile with "
-    "include_top=False and no input_shape silently uses 224x224. channels_last only; "
-    "NASNetMobile is unavailable on the torch backend. Blocks are cells."
+_FAMILIES = {
+    # Plain stacks of 3x3 convs.
+    "vgg": {"preprocess": "caffe", "min_size": 32, "block_pattern": _VGG},
+    # Bottleneck residual stages.
+    "resnet": {"preprocess": "caffe", "min_size": 32, "block_pattern": _RESNET},
+    # Pre-activation ResNet; its layer names follow v1's, so v1's pattern fits.
+    "resnet_v2": {"preprocess": "tf", "min_size": 32, "block_pattern": _RESNET},
+    # Depthwise-separable convs; ImageNet weights exist for 128, 160, 192 and 224 inputs.
+    "mobilenet": {"preprocess": "tf", "min_size": 32, "block_pattern": _MOBILENET},
+    # Inverted residuals; ImageNet weights exist for 96, 128, 160, 192 and 224 inputs.
+    "mobilenet_v2": {"preprocess": "tf", "min_size": 32, "block_pattern": _MOBILENET_V2},
+    # Inverted residuals with squeeze-excite; the model rescales to [-1, 1] itself, and its
+    # ImageNet weights are for 224 only (other sizes load them with a warning).
+    "mobilenet_v3": {"preprocess": "none", "min_size": 32, "block_pattern": _MOBILENET_V3},
+    # Compound-scaled MBConv stages; the ImageNet mean/std live in the model's own
+    # Normalization weights, so with weights=None it only rescales to [0, 1].
+    "efficientnet": {"preprocess": "none", "min_size": 32, "block_pattern": _EFFICIENTNET},
+    # Fused-MBConv stages; the model scales its input itself (B0-B3 to ImageNet mean/std,
+    # S/M/L to [-1, 1]).
+    "efficientnet_v2": {"preprocess": "none", "min_size": 32, "block_pattern": _EFFICIENTNET},
+    # Dense blocks joined by transition layers.
+    "densenet": {"preprocess": "torch", "min_size": 32, "block_pattern": _DENSENET},
+    # Depthwise-separable residual blocks; 71 is Keras's own check (the map is still 3x3).
+    "xception": {"preprocess": "tf", "min_size": 71, "block_pattern": _XCEPTION},
+    # Inception modules.
+    "inception_v3": {"preprocess": "tf", "min_size": 75, "block_pattern": _INCEPTION_V3},
+    # Inception modules with residual connections.
+    "inception_resnet_v2": {"preprocess": "tf", "min_size": 75,
+                            "block_pattern": _INCEPTION_RESNET_V2},
+    # Modernised ResNet stages; the model normalises with the ImageNet mean/std itself.
+    "convnext": {"preprocess": "none", "min_size": 32, "block_pattern": _CONVNEXT},
+    # Searched cells. Any static size from 32 builds (odd sizes are cropped), but a None
+    # spatial size silently skips the cells' adjust branches and fails on real input.
+    "nasnet": {"preprocess": "tf", "min_size": 32, "block_pattern": _NASNET},
+}
+
+# --- models: one row per constructor, only what is its own ---------------------------------
+
+
+def _model(name: str, constructor: str, family: str, default_size: int, **own) -> dict:
+    """One model's row; `own` holds any field where the model differs from its family."""
+    return {"name": name, "constructor": constructor, "family": family,
+            "default_size": default_size, **own}
+
+
+_MODELS = (
+    _model("vgg16", "VGG16", "vgg", 224),
+    _model("vgg19", "VGG19", "vgg", 224),
+    _model("resnet50", "ResNet50", "resnet", 224),
+    _model("resnet101", "ResNet101", "resnet", 224),
+    _model("resnet152", "ResNet152", "resnet", 224),
+    _model("resnet50v2", "ResNet50V2", "resnet_v2", 224),
+    _model("resnet101v2", "ResNet101V2", "resnet_v2", 224),
+    _model("resnet152v2", "ResNet152V2", "resnet_v2", 224),
+    _model("mobilenet", "MobileNet", "mobilenet", 224),
+    _model("mobilenetv2", "MobileNetV2", "mobilenet_v2", 224),
+    _model("mobilenetv3small", "MobileNetV3Small", "mobilenet_v3", 224),
+    _model("mobilenetv3large", "MobileNetV3Large", "mobilenet_v3", 224),
+    _model("efficientnetb0", "EfficientNetB0", "efficientnet", 224),
+    _model("efficientnetb1", "EfficientNetB1", "efficientnet", 240),
+    _model("efficientnetb2", "EfficientNetB2", "efficientnet", 260),
+    _model("efficientnetb3", "EfficientNetB3", "efficientnet", 300),
+    _model("efficientnetb4", "EfficientNetB4", "efficientnet", 380),
+    _model("efficientnetb5", "EfficientNetB5", "efficientnet", 456),
+    _model("efficientnetb6", "EfficientNetB6", "efficientnet", 528),
+    _model("efficientnetb7", "EfficientNetB7", "efficientnet", 600),
+    _model("efficientnetv2b0", "EfficientNetV2B0", "efficientnet_v2", 224),
+    _model("efficientnetv2b1", "EfficientNetV2B1", "efficientnet_v2", 240),
+    _model("efficientnetv2b2", "EfficientNetV2B2", "efficientnet_v2", 260),
+    _model("efficientnetv2b3", "EfficientNetV2B3", "efficientnet_v2", 300),
+    _model("efficientnetv2s", "EfficientNetV2S", "efficientnet_v2", 384),
+    _model("efficientnetv2m", "EfficientNetV2M", "efficientnet_v2", 480),
+    _model("efficientnetv2l", "EfficientNetV2L", "efficientnet_v2", 480),
+    _model("densenet121", "DenseNet121", "densenet", 224),
+    _model("densenet169", "DenseNet169", "densenet", 224),
+    _model("densenet201", "DenseNet201", "densenet", 224),
+    _model("xception", "Xception", "xception", 299),
+    _model("inceptionv3", "InceptionV3", "inception_v3", 299),
+    _model("inceptionresnetv2", "InceptionResNetV2", "inception_resnet_v2", 299),
+    _model("convnexttiny", "ConvNeXtTiny", "convnext", 224),
+    _model("convnextsmall", "ConvNeXtSmall", "convnext", 224),
+    _model("convnextbase", "ConvNeXtBase", "convnext", 224),
+    _model("convnextlarge", "ConvNeXtLarge", "convnext", 224),
+    _model("convnextxlarge", "ConvNeXtXLarge", "convnext", 224),
+    _model("nasnetmobile", "NASNetMobile", "nasnet", 224),
+    _model("nasnetlarge", "NASNetLarge", "nasnet", 331),
 )
 
-FAMILIES = (
-    # --- VGG: caffe ---------------------------------------------------------------------
-    {"name": "vgg16", "constructor": "VGG16", "family": "vgg", "preprocess": "caffe",
-     "min_size": 32, "default_size": 224, "block_pattern": _VGG, "notes": _NOTES_VGG},
-    {"name": "vgg19", "constructor": "VGG19", "family": "vgg", "preprocess": "caffe",
-     "min_size": 32, "default_size": 224, "block_pattern": _VGG, "notes": _NOTES_VGG},
-    # --- ResNet v1: caffe ---------------------------------------------------------------
-    {"name": "resnet50", "constructor": "ResNet50", "family": "resnet", "preprocess": "caffe",
-     "min_size": 32, "default_size": 224, "block_pattern": _RESNET, "notes": _NOTES_RESNET},
-    {"name": "resnet101", "constructor": "ResNet101", "family": "resnet", "preprocess": "caffe",
-     "min_size": 32, "default_size": 224, "block_pattern": _RESNET, "notes": _NOTES_RESNET},
-    {"name": "resnet152", "constructor": "ResNet152", "family": "resnet", "preprocess": "caffe",
-     "min_size": 32, "default_size": 224, "block_pattern": _RESNET, "notes": _NOTES_RESNET},
-    # --- ResNet v2: tf ------------------------------------------------------------------
-    {"name": "resnet50v2", "constructor": "ResNet50V2", "family": "resnet_v2", "preprocess": "tf",
-     "min_size": 32, "default_size": 224, "block_pattern": _RESNET, "notes": _NOTES_RESNET_V2},
-    {"name": "resnet101v2", "constructor": "ResNet101V2", "family": "resnet_v2", "preprocess": "tf",
-     "min_size": 32, "default_size": 224, "block_pattern": _RESNET, "notes": _NOTES_RESNET_V2},
-    {"name": "resnet152v2", "constructor": "ResNet152V2", "family": "resnet_v2", "preprocess": "tf",
-     "min_size": 32, "default_size": 224, "block_pattern": _RESNET, "notes": _NOTES_RESNET_V2},
-    # --- MobileNet v1 / v2: tf; v3: none ------------------------------------------------
-    {"name": "mobilenet", "constructor": "MobileNet", "family": "mobilenet", "preprocess": "tf",
-     "min_size": 32, "default_size": 224, "block_pattern": _MOBILENET, "notes": _NOTES_MOBILENET},
-    {"name": "mobilenetv2", "constructor": "MobileNetV2", "family": "mobilenet_v2", "preprocess": "tf",
-     "min_size": 32, "default_size": 224, "block_pattern": _MOBILENET_V2,
-     "notes": _NOTES_MOBILENET_V2},
-    {"name": "mobilenetv3small", "constructor": "MobileNetV3Small", "family": "mobilenet_v3",
-     "preprocess": "none", "min_size": 32, "default_size": 224, "block_pattern": _MOBILENET_V3,
-     "notes": _NOTES_MOBILENET_V3},
-    {"name": "mobilenetv3large", "constructor": "MobileNetV3Large", "family": "mobilenet_v3",
-     "preprocess": "none", "min_size": 32, "default_size": 224, "block_pattern": _MOBILENET_V3,
-     "notes": _NOTES_MOBILENET_V3},
-    # --- EfficientNet (v1): none ---------------------------------------------------------
-    {"name": "efficientnetb0", "constructor": "EfficientNetB0", "family": "efficientnet",
-     "preprocess": "none", "min_size": 32, "default_size": 224, "block_pattern": _EFFICIENTNET,
-     "notes": _NOTES_EFFICIENTNET},
-    {"name": "efficientnetb1", "constructor": "EfficientNetB1", "family": "efficientnet",
-     "preprocess": "none", "min_size": 32, "default_size": 240, "block_pattern": _EFFICIENTNET,
-     "notes": _NOTES_EFFICIENTNET},
-    {"name": "efficientnetb2", "constructor": "EfficientNetB2", "family": "efficientnet",
-     "preprocess": "none", "min_size": 32, "default_size": 260, "block_pattern": _EFFICIENTNET,
-     "notes": _NOTES_EFFICIENTNET},
-    {"name": "efficientnetb3", "constructor": "EfficientNetB3", "family": "efficientnet",
-     "preprocess": "none", "min_size": 32, "default_size": 300, "block_pattern": _EFFICIENTNET,
-     "notes": _NOTES_EFFICIENTNET},
-    {"name": "efficientnetb4", "constructor": "EfficientNetB4", "family": "efficientnet",
-     "preprocess": "none", "min_size": 32, "default_size": 380, "block_pattern": _EFFICIENTNET,
-     "notes": _NOTES_EFFICIENTNET},
-    {"name": "efficientnetb5", "constructor": "EfficientNetB5", "family": "efficientnet",
-     "preprocess": "none", "min_size": 32, "default_size": 456, "block_pattern": _EFFICIENTNET,
-     "notes": _NOTES_EFFICIENTNET},
-    {"name": "efficientnetb6", "constructor": "EfficientNetB6", "family": "efficientnet",
-     "preprocess": "none", "min_size": 32, "default_size": 528, "block_pattern": _EFFICIENTNET,
-     "notes": _NOTES_EFFICIENTNET},
-    {"name": "efficientnetb7", "constructor": "EfficientNetB7", "family": "efficientnet",
-     "preprocess": "none", "min_size": 32, "default_size": 600, "block_pattern": _EFFICIENTNET,
-     "notes": _NOTES_EFFICIENTNET},
-    # --- EfficientNetV2: none ------------------------------------------------------------
-    {"name": "efficientnetv2b0", "constructor": "EfficientNetV2B0", "family": "efficientnet_v2",
-     "preprocess": "none", "min_size": 32, "default_size": 224, "block_pattern": _EFFICIENTNET,
-     "notes": _NOTES_EFFICIENTNET_V2_B},
-    {"name": "efficientnetv2b1", "constructor": "EfficientNetV2B1", "family": "efficientnet_v2",
-     "preprocess": "none", "min_size": 32, "default_size": 240, "block_pattern": _EFFICIENTNET,
-     "notes": _NOTES_EFFICIENTNET_V2_B},
-    {"name": "efficientnetv2b2", "constructor": "EfficientNetV2B2", "family": "efficientnet_v2",
-     "preprocess": "none", "min_size": 32, "default_size": 260, "block_pattern": _EFFICIENTNET,
-     "notes": _NOTES_EFFICIENTNET_V2_B},
-    {"name": "efficientnetv2b3", "constructor": "EfficientNetV2B3", "family": "efficientnet_v2",
-     "preprocess": "none", "min_size": 32, "default_size": 300, "block_pattern": _EFFICIENTNET,
-     "notes": _NOTES_EFFICIENTNET_V2_B},
-    {"name": "efficientnetv2s", "constructor": "EfficientNetV2S", "family": "efficientnet_v2",
-     "preprocess": "none", "min_size": 32, "default_size": 384, "block_pattern": _EFFICIENTNET,
-     "notes": _NOTES_EFFICIENTNET_V2_SML},
-    {"name": "efficientnetv2m", "constructor": "EfficientNetV2M", "family": "efficientnet_v2",
-     "preprocess": "none", "min_size": 32, "default_size": 480, "block_pattern": _EFFICIENTNET,
-     "notes": _NOTES_EFFICIENTNET_V2_SML},
-    {"name": "efficientnetv2l", "constructor": "EfficientNetV2L", "family": "efficientnet_v2",
-     "preprocess": "none", "min_size": 32, "default_size": 480, "block_pattern": _EFFICIENTNET,
-     "notes": _NOTES_EFFICIENTNET_V2_SML},
-    # --- DenseNet: torch -----------------------------------------------------------------
-    {"name": "densenet121", "constructor": "DenseNet121", "family": "densenet", "preprocess": "torch",
-     "min_size": 32, "default_size": 224, "block_pattern": _DENSENET, "notes": _NOTES_DENSENET},
-    {"name": "densenet169", "constructor": "DenseNet169", "family": "densenet", "preprocess": "torch",
-     "min_size": 32, "default_size": 224, "block_pattern": _DENSENET, "notes": _NOTES_DENSENET},
-    {"name": "densenet201", "constructor": "DenseNet201", "family": "densenet", "preprocess": "torch",
-     "min_size": 32, "default_size": 224, "block_pattern": _DENSENET, "notes": _NOTES_DENSENET},
-    # --- Xception / Inception: tf --------------------------------------------------------
-    {"name": "xception", "constructor": "Xception", "family": "xception", "preprocess": "tf",
-     "min_size": 71, "default_size": 299, "block_pattern": _XCEPTION, "notes": _NOTES_XCEPTION},
-    {"name": "inceptionv3", "constructor": "InceptionV3", "family": "inception_v3", "preprocess": "tf",
-     "min_size": 75, "default_size": 299, "block_pattern": _INCEPTION_V3,
-     "notes": _NOTES_INCEPTION},
-    {"name": "inceptionresnetv2", "constructor": "InceptionResNetV2",
-     "family": "inception_resnet_v2", "preprocess": "tf", "min_size": 75, "default_size": 299,
-     "block_pattern": _INCEPTION_RESNET_V2, "notes": _NOTES_INCEPTION},
-    # --- ConvNeXt: none ------------------------------------------------------------------
-    {"name": "convnexttiny", "constructor": "ConvNeXtTiny", "family": "convnext", "preprocess": "none",
-     "min_size": 32, "default_size": 224, "block_pattern": _CONVNEXT, "notes": _NOTES_CONVNEXT},
-    {"name": "convnextsmall", "constructor": "ConvNeXtSmall", "family": "convnext", "preprocess": "none",
-     "min_size": 32, "default_size": 224, "block_pattern": _CONVNEXT, "notes": _NOTES_CONVNEXT},
-    {"name": "convnextbase", "constructor": "ConvNeXtBase", "family": "convnext", "preprocess": "none",
-     "min_size": 32, "default_size": 224, "block_pattern": _CONVNEXT, "notes": _NOTES_CONVNEXT},
-    {"name": "convnextlarge", "constructor": "ConvNeXtLarge", "family": "convnext", "preprocess": "none",
-     "min_size": 32, "default_size": 224, "block_pattern": _CONVNEXT, "notes": _NOTES_CONVNEXT},
-    {"name": "convnextxlarge", "constructor": "ConvNeXtXLarge", "family": "convnext",
-     "preprocess": "none", "min_size": 32, "default_size": 224, "block_pattern": _CONVNEXT,
-     "notes": _NOTES_CONVNEXT},
-    # --- NASNet: tf ----------------------------------------------------------------------
-    # min_size: obtain_input_shape(min_size=32); with weights=None every static size from
-    # 32 up builds (32-34 -> 1x1, 35-66 -> 2x2, ...): Cropping2D/ZeroPadding2D in the
-    # cells absorb odd sizes, so no "specific sizes" are demanded. The catch is dynamic
-    # (None) spatial dims, see the notes.
-    {"name": "nasnetmobile", "constructor": "NASNetMobile", "family": "nasnet", "preprocess": "tf",
-     "min_size": 32, "default_size": 224, "block_pattern": _NASNET, "notes": _NOTES_NASNET},
-    {"name": "nasnetlarge", "constructor": "NASNetLarge", "family": "nasnet", "preprocess": "tf",
-     "min_size": 32, "default_size": 331, "block_pattern": _NASNET, "notes": _NOTES_NASNET},
-)
+# Each model's full row: its family's fields, overridden by its own.
+BACKBONES = tuple({**_FAMILIES[model["family"]], **model} for model in _MODELS)

@@ -1,36 +1,24 @@
-"""The backbone family table: 40 rows that match keras.applications, and block patterns
-that cut one representative base per family into sensible blocks.
-
-Self-contained: the table is loaded by file path, so this runs whatever state the
-``finetunekit`` package is in, and the grouping rule is re-implemented here.
+"""The backbone table: 40 rows that match keras.applications, and block patterns that
+cut one representative base per family into sensible blocks with the real
+:func:`~finetunekit.core.freezing.group_blocks`.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
 
-_FAMILIES_PY = Path(__file__).resolve().parents[3] / "finetunekit" / "plugins" / "backbones" / "families.py"
+from finetunekit.plugins.strategies.freezing import group_blocks  # noqa: E402
+from finetunekit.plugins.backbones.families import BACKBONES  # noqa: E402
 
+ROWS = {row["name"]: row for row in BACKBONES}
 
-def _load_families():
-    spec = importlib.util.spec_from_file_location("_finetunekit_backbone_families", _FAMILIES_PY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.FAMILIES
-
-
-FAMILIES = _load_families()
-ROWS = {row["name"]: row for row in FAMILIES}
-
-KEYS = {"name", "constructor", "family", "preprocess", "min_size", "default_size", "block_pattern", "notes"}
+KEYS = {"name", "constructor", "family", "preprocess", "min_size", "default_size", "block_pattern"}
 MODES = {"caffe", "tf", "torch", "none"}
 
 # One constructor per family.
@@ -41,20 +29,10 @@ REPRESENTATIVES = [
 ]
 
 
-def group_blocks(names, pattern):
-    """The grouping rule: key = ``re.match(pattern, name).group(1)`` or None; a None key
-    joins the current block (names before the first match form a stem block); a new
-    block starts whenever the key changes. Returns ``[(key, [names...]), ...]``."""
-    regex = re.compile(pattern)
-    blocks = []
-    for name in names:
-        match = regex.match(name)
-        key = match.group(1) if match else None
-        if not blocks or (key is not None and key != blocks[-1][0]):
-            blocks.append((key, [name]))
-        else:
-            blocks[-1][1].append(name)
-    return blocks
+def _key(pattern, name):
+    """The block key of a layer name (None when it does not match)."""
+    match = re.match(pattern, name)
+    return match.group(1) if match else None
 
 
 def build(row, size):
@@ -72,11 +50,11 @@ def _fresh_keras_session():
 
 
 def test_table_has_one_row_per_constructor():
-    assert isinstance(FAMILIES, tuple)
-    assert len(FAMILIES) == 40
+    assert isinstance(BACKBONES, tuple)
+    assert len(BACKBONES) == 40
     assert len(ROWS) == 40, "names must be unique"
-    assert len({row["constructor"] for row in FAMILIES}) == 40
-    for row in FAMILIES:
+    assert len({row["constructor"] for row in BACKBONES}) == 40
+    for row in BACKBONES:
         assert type(row) is dict and set(row) == KEYS, row
         assert callable(getattr(keras.applications, row["constructor"], None)), row["constructor"]
         assert row["name"] == row["constructor"].lower()
@@ -84,14 +62,13 @@ def test_table_has_one_row_per_constructor():
         assert isinstance(row["min_size"], int) and isinstance(row["default_size"], int)
         assert 32 <= row["min_size"] <= row["default_size"]
         assert re.compile(row["block_pattern"]).groups >= 1
-        assert isinstance(row["notes"], str)
     assert set(REPRESENTATIVES) <= set(ROWS)
-    assert {ROWS[name]["family"] for name in REPRESENTATIVES} == {row["family"] for row in FAMILIES}
+    assert {ROWS[name]["family"] for name in REPRESENTATIVES} == {row["family"] for row in BACKBONES}
 
 
 def test_rows_of_a_family_agree():
     by_family = {}
-    for row in FAMILIES:
+    for row in BACKBONES:
         by_family.setdefault(row["family"], set()).add((row["preprocess"], row["min_size"], row["block_pattern"]))
     assert {family: len(values) for family, values in by_family.items()} == dict.fromkeys(by_family, 1)
 
@@ -117,6 +94,16 @@ def test_preprocess_mode_matches_keras(name):
     assert np.allclose(got, _EXPECTED[row["preprocess"]], atol=1e-4), (name, got)
 
 
+def test_group_blocks_follows_the_rule_the_patterns_rely_on():
+    """Unmatched names join the current block (the first ones form a stem) and a block
+    starts where the key changes, so a key that comes back starts a second block."""
+    pattern = r"^(s\d)_"
+    names = ["input", "stem_conv", "s1_a", "add_3", "s1_b", "s2_a", "relu_7"]
+    assert group_blocks(names, pattern) == [
+        ["input", "stem_conv"], ["s1_a", "add_3", "s1_b"], ["s2_a", "relu_7"]]
+    assert group_blocks(["s1_a", "s2_a", "s1_b"], pattern) == [["s1_a"], ["s2_a"], ["s1_b"]]
+
+
 # --- one base per family ----------------------------------------------------------------------
 
 
@@ -140,16 +127,16 @@ def test_min_size_and_blocks(name):
 
     names = [layer.name for layer in base.layers]
     blocks = group_blocks(names, row["block_pattern"])
-    keys = [key for key, _ in blocks]
+    keys = [_key(row["block_pattern"], block[0]) for block in blocks]
 
     assert len(blocks) >= 3, keys
     # Every layer in exactly one block, blocks contiguous and in order.
-    assert [n for _, block in blocks for n in block] == names
+    assert [n for block in blocks for n in block] == names
     assert len(set(names)) == len(names)
-    assert names[-1] in blocks[-1][1]
+    assert names[-1] in blocks[-1]
     # Only the first block may be an unmatched stem, and no block key comes back later.
     assert all(key is not None for key in keys[1:]), keys
     assert len(set(keys)) == len(keys), keys
     # Every block after the stem holds weights, so "unfreeze the last N blocks" trains something.
-    for key, block in blocks[1:]:
+    for key, block in zip(keys[1:], blocks[1:]):
         assert any(base.get_layer(n).weights for n in block), (key, block)
