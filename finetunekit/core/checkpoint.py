@@ -15,9 +15,7 @@ under a final name, never a truncated file.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +25,8 @@ import keras
 import numpy as np
 
 from finetunekit.core.errors import PersistenceError
+from finetunekit.core.run_folder import CHECKPOINT_DIR, atomic_write
 
-CHECKPOINT_DIR = "checkpoints"
 SUFFIX = ".ckpt"
 VERSION = 1
 _NAME = re.compile(r"^epoch-(\d+)\.ckpt$")
@@ -81,17 +79,7 @@ def write_checkpoint(path: Path, model: Any, *, epoch: int = 0, stage_index: int
     }
     arrays = {f"m{i}": value for i, value in enumerate(model_values)}
     arrays.update({f"o{i}": value for i, value in enumerate(opt_values)})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, meta=np.array(json.dumps(meta)), **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda handle: np.savez(handle, meta=np.array(json.dumps(meta)), **arrays))
     return path
 
 

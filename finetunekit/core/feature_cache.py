@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,23 @@ def uses_cache(run: Any, stage: Any, data: Any) -> bool:
             and run.recipe["train"]["feature_cache"] == "auto"
             and isinstance(data.train, tuple)
             and (data.validation is None or isinstance(data.validation, tuple)))
+
+
+def head_stage(cache: FeatureCache, run: Any, data: Any, batch_size: int) -> tuple[Any, Any]:
+    """The head alone, compiled with the stage's optimizer, and the data as the frozen
+    base's features from `cache`, for a stage that trains the head only."""
+    def features(pair):
+        return None if pair is None else (cache.features(run, pair[0], batch_size), pair[1])
+
+    trainer = head_model(run)
+    trainer.compile(optimizer=run.model.optimizer, loss=run.head.loss,
+                    metrics=[fresh_metric(m) for m in run.head.metrics])
+    return trainer, replace(data, train=features(data.train),
+                            validation=features(data.validation), report=None)
+
+
+def fresh_metric(metric: Any) -> Any:
+    """A new metric like `metric`, so two compiled models never share metric state."""
+    if isinstance(metric, keras.metrics.Metric):
+        return metric.__class__.from_config(metric.get_config())
+    return metric

@@ -1,19 +1,18 @@
 """Every hook finetunekit calls, grouped by concern.
 
-Two kinds of hook per concern:
+* **Catalogue** hooks, ``finetunekit_register_<kind>s(register)``: a plugin calls
+  ``register(component)`` once per component it contributes (a backbone, a strategy, a
+  head, an optimizer, a format, a data source, an augmentation). The component carries
+  its behaviour (``Strategy.plan``, ``Backbone.build``, ...): registering it is the one
+  way to add to a concern, for the built-ins as for any other plugin. ``register``
+  checks each component when it arrives and names the plugin on a problem.
+* **Export**, ``finetunekit_export_model``: the one place where a plugin changes another
+  plugin's result (LoRA merges its adapters before a model is written).
+* **Lifecycle** hooks let an observer (checkpoints, progress output, logging) follow a
+  run; their return values are ignored.
 
-* a **catalogue** hook, ``finetunekit_register_<kind>s(register)``: a plugin calls
-  ``register(component)`` once per component it contributes. Names must be unique across
-  all plugins; a duplicate is an error naming both plugins.
-* an **action** hook that does the work for the component a recipe selected. The built-in
-  ``finetunekit.plugins.defaults`` implements each with ``trylast=True`` by calling the
-  component's own function, so registering a component is all most plugins need. Another
-  plugin can override an action by returning a non-None result first, or change the
-  result with ``@hookimpl(wrapper=True)``.
-
-Lifecycle hooks let an observer (progress output, checkpointing, logging) follow a run.
-Any exception raised by a hook implementation is re-raised as
-:class:`~finetunekit.core.errors.PluginError` naming the plugin and the hook.
+Any unexpected exception raised by a hook implementation, or by a component's function,
+is re-raised as :class:`~finetunekit.core.errors.PluginError` naming the plugin.
 """
 
 from __future__ import annotations
@@ -35,22 +34,6 @@ def finetunekit_register_backbones(register):
     """
 
 
-@hookspec(firstresult=True)
-def finetunekit_load_backbone(backbone, input_shape, weights, params):
-    """Build the convolutional base a recipe selected, with its weights.
-
-    :param backbone: the selected :class:`~finetunekit.Backbone`.
-    :param input_shape: ``(height, width, channels)``, already checked against
-        ``backbone.min_size``.
-    :param weights: ``"imagenet"``, ``None`` (random initialisation) or a
-        :class:`pathlib.Path` to a weights file.
-    :param params: dict of the backbone's own validated recipe keys.
-    :return: a ``keras.Model`` without its classification top.
-
-    Stops at first non-None result.
-    """
-
-
 # -------------------------------------------------------------------------
 # freezing policy (strategy)
 # -------------------------------------------------------------------------
@@ -61,20 +44,6 @@ def finetunekit_register_strategies(register):
     """Contribute strategies.
 
     :param register: call ``register(Strategy(...))`` once per strategy.
-    """
-
-
-@hookspec(firstresult=True)
-def finetunekit_plan_strategy(strategy, context, params):
-    """Turn the base into a plan of stages.
-
-    :param strategy: the selected :class:`~finetunekit.Strategy`.
-    :param context: a :class:`~finetunekit.PlanContext` (base, blocks, epochs, learning
-        rate, train_bn).
-    :param params: dict of the strategy's own validated recipe keys.
-    :return: a :class:`~finetunekit.Plan`.
-
-    Stops at first non-None result.
     """
 
 
@@ -91,19 +60,6 @@ def finetunekit_register_heads(register):
     """
 
 
-@hookspec(firstresult=True)
-def finetunekit_build_head(head, feature_shape, params):
-    """Build the head that maps base features to predictions.
-
-    :param head: the selected :class:`~finetunekit.Head`.
-    :param feature_shape: shape of the base's output without the batch axis.
-    :param params: dict of the head's validated recipe keys.
-    :return: a :class:`~finetunekit.BuiltHead` (layer, loss, metrics).
-
-    Stops at first non-None result.
-    """
-
-
 # -------------------------------------------------------------------------
 # optimizer
 # -------------------------------------------------------------------------
@@ -114,21 +70,6 @@ def finetunekit_register_optimizers(register):
     """Contribute optimizers.
 
     :param register: call ``register(Optimizer(...))`` once per optimizer.
-    """
-
-
-@hookspec(firstresult=True)
-def finetunekit_build_optimizer(optimizer, learning_rate, weight_decay, params, stage):
-    """Build a fresh optimizer for one stage (a new stage recompiles the model).
-
-    :param optimizer: the selected :class:`~finetunekit.Optimizer`.
-    :param learning_rate: float or a Keras ``LearningRateSchedule`` for this stage.
-    :param weight_decay: float or None.
-    :param params: dict of the optimizer's own validated recipe keys.
-    :param stage: the :class:`~finetunekit.Stage` about to train.
-    :return: a ``keras.optimizers.Optimizer``.
-
-    Stops at first non-None result.
     """
 
 
@@ -146,36 +87,17 @@ def finetunekit_register_formats(register):
 
 
 @hookspec(firstresult=True)
-def finetunekit_save_model(format, model, path, run):
-    """Write a model to ``path`` in the given format.
+def finetunekit_export_model(model, format, run):
+    """Give the model to write in place of ``model`` when a run or model is saved.
 
-    The engine makes the write atomic: ``path`` is a temporary name beside the target
-    (ending with ``format.suffix``), renamed over the target once this returns.
+    LoRA answers it for a model with adapters: it returns a copy with each adapter
+    merged into its kernel, so the saved file holds plain Keras layers. A wrapper
+    (``@hookimpl(wrapper=True)``) sees and may change the answer of the others.
 
-    :param format: the selected :class:`~finetunekit.Format`.
-    :param model: the ``keras.Model`` to save.
-    :param path: :class:`pathlib.Path` to write.
-    :param run: the :class:`~finetunekit.Run` the model comes from (epoch, stage, recipe),
-        or None when a bare model is saved.
-    :return: the path written.
-
-    Stops at first non-None result.
-    """
-
-
-@hookspec(firstresult=True)
-def finetunekit_load_model(format, path, safe_mode, template):
-    """Read a model written by :func:`finetunekit_save_model`.
-
-    :param format: the :class:`~finetunekit.Format` the file was written in.
-    :param path: :class:`pathlib.Path` to read.
-    :param safe_mode: bool. If True, refuse to deserialise arbitrary Python code.
-    :param template: callable. ``template(stage=None, steps_per_epoch=None,
-        own_recipe=None)`` returns a freshly built ``keras.Model`` of the run's recipe
-        (or of ``own_recipe``, for a file that carries its recipe), compiled for
-        ``stage`` when given; for formats that hold weights but no architecture. It
-        raises :class:`~finetunekit.PersistenceError` when no recipe is known.
-    :return: a ``keras.Model``.
+    :param model: the ``keras.Model`` about to be saved.
+    :param format: the :class:`~finetunekit.Format` it is saved in.
+    :param run: the :class:`~finetunekit.Run` it comes from, or None for a bare model.
+    :return: a ``keras.Model`` to save instead, or None to save ``model`` as it is.
 
     Stops at first non-None result.
     """
@@ -194,19 +116,6 @@ def finetunekit_register_data_sources(register):
     """
 
 
-@hookspec(firstresult=True)
-def finetunekit_load_data(source, context, params):
-    """Load training and validation data.
-
-    :param source: the selected :class:`~finetunekit.DataSource`.
-    :param context: a :class:`~finetunekit.DataContext` (input shape, batch size, seed).
-    :param params: dict of the source's own validated recipe keys.
-    :return: a :class:`~finetunekit.Data`; images as uint8 at the model's input size.
-
-    Stops at first non-None result.
-    """
-
-
 @hookspec
 def finetunekit_register_augmentations(register):
     """Contribute augmentations.
@@ -216,21 +125,6 @@ def finetunekit_register_augmentations(register):
     engine on each epoch's training batches with soft labels), or both.
 
     :param register: call ``register(Augmentation(...))`` once per augmentation.
-    """
-
-
-@hookspec(firstresult=True)
-def finetunekit_build_augmentation(augmentation, input_shape, params):
-    """Build the augmentation layer a recipe selected.
-
-    :param augmentation: the selected :class:`~finetunekit.Augmentation`.
-    :param input_shape: ``(height, width, channels)`` of the model's input.
-    :param params: dict of its validated recipe keys.
-    :return: a Keras layer, or None for no augmentation (then the next implementation
-        is asked; the default returns whatever the component built, None included).
-        A label-mixing augmentation's ``mix`` comes from the component, not this hook.
-
-    Stops at first non-None result.
     """
 
 

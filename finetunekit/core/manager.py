@@ -8,23 +8,17 @@ registered exactly like third-party ones.
 from __future__ import annotations
 
 import importlib
-import re
 import importlib.metadata
+import os
+import re
 import types
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pluggy
 
 from finetunekit.core import hookspecs
-from finetunekit.core.components import COMPONENT_KINDS
-from finetunekit.core.errors import (
-    FinetunekitError,
-    PluginError,
-    UnknownComponentError,
-    did_you_mean,
-    unknown_name_message,
-)
+from finetunekit.core.errors import FinetunekitError, PluginError, did_you_mean
 
 PROJECT = "finetunekit"
 
@@ -36,15 +30,17 @@ BUILTINS_PACKAGE = "finetunekit.plugins"
 knows it by name only, as it knows the entry-point group, and registers each module
 through :func:`register_plugin`, the same path as ``--plugin MODULE``."""
 
-CATALOGUE_HOOKS: dict[str, str] = {
-    "backbone": "finetunekit_register_backbones",
-    "strategy": "finetunekit_register_strategies",
-    "head": "finetunekit_register_heads",
-    "optimizer": "finetunekit_register_optimizers",
-    "format": "finetunekit_register_formats",
-    "data": "finetunekit_register_data_sources",
-    "augmentation": "finetunekit_register_augmentations",
+REMOVED_HOOKS: dict[str, str] = {
+    "finetunekit_load_backbone": "Backbone(build=...)",
+    "finetunekit_plan_strategy": "Strategy(plan=...)",
+    "finetunekit_build_head": "Head(build=...)",
+    "finetunekit_build_optimizer": "Optimizer(build=...)",
+    "finetunekit_save_model": "Format(save=...), or finetunekit_export_model to change the model saved",
+    "finetunekit_load_model": "Format(load=...)",
+    "finetunekit_load_data": "DataSource(load=...)",
+    "finetunekit_build_augmentation": "Augmentation(build=...)",
 }
+"""Action hooks of finetunekit 0.1, and what does their work now."""
 
 
 def _plugin_name(plugin: Any) -> str:
@@ -78,23 +74,35 @@ def register_plugin(pm: pluggy.PluginManager, plugin: Any) -> str:
     name = _plugin_name(plugin)
     if pm.has_plugin(name):
         name = f"{name}#{id(plugin):x}"
+    _register_checked(pm, plugin, name, f"'{name}'")
+    return name
+
+
+def _register_checked(pm: pluggy.PluginManager, plugin: Any, name: str, who: str) -> None:
+    """Register `plugin`; a hook that does not exist or does not fit is a PluginError."""
     try:
         pm.register(plugin, name=name)
         pm.check_pending()
-    except pluggy.PluginValidationError as exc:
+    except (pluggy.PluginValidationError, ValueError) as exc:
         if pm.is_registered(plugin):
             pm.unregister(plugin)
         hint = ""
         unknown = re.search(r"unknown hook '(\w+)'", str(exc))
-        if unknown:
+        if unknown and unknown.group(1) in REMOVED_HOOKS:
+            hint = (f" '{unknown.group(1)}' was removed in finetunekit 0.2: register a component "
+                    f"instead, {REMOVED_HOOKS[unknown.group(1)]} (CHANGELOG.md has the migration).")
+        elif unknown:
             known = [h for h in dir(hookspecs) if h.startswith("finetunekit_")]
             hint = did_you_mean(unknown.group(1), known)
         raise PluginError(
-            f"Plugin '{name}' does not fit the hook contract: {exc}.{hint} "
+            f"Plugin {who} does not fit the hook contract: {exc}.{hint} "
             "See docs/plugins.md for every hook and its arguments.",
             plugin=name,
         ) from exc
-    return name
+
+
+SKIP_HINT = ("Skip it with FINETUNEKIT_DISABLE_PLUGINS={name} (a comma-separated list), or "
+             "every installed plugin with FINETUNEKIT_DISABLE_PLUGIN_AUTOLOAD=1.")
 
 
 def _load_entry_points(pm: pluggy.PluginManager) -> None:
@@ -104,23 +112,21 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             continue
         dist = getattr(entry_point, "dist", None)
         source = f"{dist.name} {dist.version}" if dist is not None else "an installed package"
+        skip = SKIP_HINT.format(name=entry_point.name)
         try:
             plugin = entry_point.load()
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit too: a plugin must not end the program
+            if isinstance(exc, KeyboardInterrupt):
+                raise
             raise PluginError(
                 f"Entry point '{entry_point.name}' ({entry_point.value}) from {source} failed "
-                f"to load: {type(exc).__name__}: {exc}. Fix or uninstall that package.",
+                f"to load: {type(exc).__name__}: {exc}. Fix or uninstall that package. {skip}",
                 plugin=entry_point.name,
             ) from exc
         try:
-            pm.register(plugin, name=entry_point.name)
-            pm.check_pending()
-        except (pluggy.PluginValidationError, ValueError) as exc:
-            raise PluginError(
-                f"Plugin '{entry_point.name}' from {source} does not fit the hook contract: "
-                f"{exc}. See docs/plugins.md.",
-                plugin=entry_point.name,
-            ) from exc
+            _register_checked(pm, plugin, entry_point.name, f"'{entry_point.name}' from {source}")
+        except PluginError as exc:
+            raise PluginError(f"{exc} {skip}", plugin=entry_point.name) from exc
 
 
 def get_plugin_manager(
@@ -132,10 +138,18 @@ def get_plugin_manager(
         plugins: iterable. Extra plugins (modules, dotted module paths or objects),
             registered after the built-ins and the entry points.
         builtins: bool. Register the modules in ``finetunekit.plugins.BUILTINS``. Defaults to True.
-        entry_points: bool. Load the ``finetunekit`` entry-point group. Defaults to True.
+        entry_points: bool. Load the ``finetunekit`` entry-point group. Defaults to True;
+            ``FINETUNEKIT_DISABLE_PLUGIN_AUTOLOAD=1`` in the environment turns it off.
+            ``FINETUNEKIT_DISABLE_PLUGINS=a,b`` blocks the plugins registered under those
+            names (an entry point's name, or a module's dotted path).
     """
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
+    for name in os.environ.get("FINETUNEKIT_DISABLE_PLUGINS", "").split(","):
+        if name.strip():
+            pm.set_blocked(name.strip())
+    if os.environ.get("FINETUNEKIT_DISABLE_PLUGIN_AUTOLOAD", "").strip() not in ("", "0"):
+        entry_points = False
     if builtins:
         for dotted in importlib.import_module(BUILTINS_PACKAGE).BUILTINS:
             register_plugin(pm, dotted)
@@ -147,133 +161,23 @@ def get_plugin_manager(
 
 
 # -------------------------------------------------------------------------
-# catalogue: every named component, and who contributed it
+# calling hooks with blame
 # -------------------------------------------------------------------------
 
 
-def _code_of(fn: Any) -> Any:
-    fn = getattr(fn, "__func__", fn)
-    while hasattr(fn, "func"):  # functools.partial
-        fn = fn.func
-    return getattr(fn, "__code__", None)
-
-
-class Catalogue:
-    """Every component each plugin registered, by kind and name."""
-
-    def __init__(self, pm: pluggy.PluginManager):
-        self._entries: dict[str, dict[str, tuple[Any, str]]] = {k: {} for k in COMPONENT_KINDS}
-        self.code_owners: dict[Any, str] = {}
-        for kind, hook_name in CATALOGUE_HOOKS.items():
-            hook = getattr(pm.hook, hook_name)
-            for impl in hook.get_hookimpls():  # registration order: built-ins first
-                self._collect(kind, hook_name, impl)
-
-    def _collect(self, kind: str, hook_name: str, impl: Any) -> None:
-        plugin = impl.plugin_name
-        if impl.wrapper or impl.hookwrapper:
-            raise PluginError(
-                f"Plugin '{plugin}' implements catalogue hook '{hook_name}' as a wrapper; "
-                "catalogue hooks take plain implementations.",
-                plugin=plugin,
-                hook=hook_name,
-            )
-        expected = COMPONENT_KINDS[kind]
-
-        def register(component: Any) -> None:
-            if not isinstance(component, expected):
-                raise PluginError(
-                    f"Plugin '{plugin}' passed {type(component).__name__} to register() in "
-                    f"'{hook_name}'; expected finetunekit.{expected.__name__}.",
-                    plugin=plugin,
-                    hook=hook_name,
-                )
-            name = component.name
-            if not isinstance(name, str) or not name or name != name.strip():
-                raise PluginError(
-                    f"Plugin '{plugin}' registered a {kind} with an invalid name {name!r} in "
-                    f"'{hook_name}'; names are non-empty strings.",
-                    plugin=plugin,
-                    hook=hook_name,
-                )
-            if name in self._entries[kind]:
-                other = self._entries[kind][name][1]
-                raise PluginError(
-                    f"Duplicate {kind} name '{name}': plugin '{plugin}' registers it in "
-                    f"'{hook_name}', but plugin '{other}' already did. Rename one, or leave "
-                    "one plugin out.",
-                    plugin=plugin,
-                    hook=hook_name,
-                )
-            self._entries[kind][name] = (component, plugin)
-            for value in vars(component).values():
-                code = _code_of(value) if callable(value) else None
-                if code is not None:
-                    self.code_owners[code] = plugin
-
-        try:
-            impl.function(**{arg: register for arg in impl.argnames})
-        except FinetunekitError:
-            raise
-        except Exception as exc:
-            raise PluginError(
-                f"Plugin '{plugin}' failed in hook '{hook_name}': {type(exc).__name__}: {exc}",
-                plugin=plugin,
-                hook=hook_name,
-            ) from exc
-
-    def get(self, kind: str, name: str, *, key: str | None = None) -> Any:
-        """Return the component of `kind` called `name`.
-
-        Raises:
-            UnknownComponentError: no plugin registered that name; the message lists the
-                known names and the closest match.
-        """
-        entries = self._entries[kind]
-        if name not in entries:
-            where = f" ({key})" if key else ""
-            raise UnknownComponentError(
-                unknown_name_message(f"{kind}{where}", name, entries)
-                + f" Run 'finetunekit list' to see every {kind}; a plugin may add more."
-            )
-        return entries[name][0]
-
-    def plugin_of(self, kind: str, name: str) -> str:
-        """Name of the plugin that registered a component."""
-        return self._entries[kind][name][1]
-
-    def names(self, kind: str) -> list[str]:
-        return sorted(self._entries[kind])
-
-    def __iter__(self) -> Iterator[tuple[str, str, Any, str]]:
-        """Yield ``(kind, name, component, plugin)`` for every component."""
-        for kind, entries in self._entries.items():
-            for name in sorted(entries):
-                component, plugin = entries[name]
-                yield kind, name, component, plugin
-
-
-# -------------------------------------------------------------------------
-# calling action hooks with blame
-# -------------------------------------------------------------------------
-
-
-def _blame(hook: Any, tb: Any, code_owners: dict[Any, str]) -> str | None:
-    owners = dict(code_owners)
-    for impl in hook.get_hookimpls():
-        code = _code_of(impl.function)
-        if code is not None:
-            owners[code] = impl.plugin_name
+def _blame(hook: Any, tb: Any) -> str | None:
+    """The plugin whose hook implementation raised: the innermost traceback frame that
+    runs one of the hook's implementations."""
+    owners = {getattr(impl.function, "__code__", None): impl.plugin_name
+              for impl in hook.get_hookimpls()}
     blamed = None
-    while tb is not None:  # outermost to innermost; the innermost match wins
-        owner = owners.get(tb.tb_frame.f_code)
-        if owner is not None:
-            blamed = owner
+    while tb is not None:
+        blamed = owners.get(tb.tb_frame.f_code, blamed)
         tb = tb.tb_next
     return blamed
 
 
-def call_hook(pm: pluggy.PluginManager, name: str, code_owners: dict[Any, str], **kwargs: Any) -> Any:
+def call_hook(pm: pluggy.PluginManager, name: str, **kwargs: Any) -> Any:
     """Call hook `name`; turn an unexpected exception into a :class:`PluginError`.
 
     Errors finetunekit raises on purpose (:class:`FinetunekitError`) pass through
@@ -285,7 +189,7 @@ def call_hook(pm: pluggy.PluginManager, name: str, code_owners: dict[Any, str], 
     except FinetunekitError:
         raise
     except Exception as exc:
-        plugin = _blame(hook, exc.__traceback__, code_owners) or "unknown"
+        plugin = _blame(hook, exc.__traceback__) or "unknown"
         raise PluginError(
             f"Plugin '{plugin}' failed in hook '{name}': {type(exc).__name__}: {exc}",
             plugin=plugin,

@@ -15,7 +15,6 @@ label-mixing; this module applies it:
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
@@ -62,13 +61,10 @@ class LabelMixing:
     head: BuiltHead
 
     @classmethod
-    def of(cls, augmentation: Any, params: dict[str, Any], head: BuiltHead,
-           classes: int) -> "LabelMixing | None":
-        """The mixing of `augmentation`, or None if it does not mix labels."""
-        if augmentation.mix is None:
-            return None
-        return cls(name=augmentation.name, mix=functools.partial(augmentation.mix, **params),
-                   classes=classes, head=soft_head(head, augmentation.name))
+    def of(cls, name: str, mix: Callable[..., Any], head: BuiltHead,
+           classes: int) -> "LabelMixing":
+        """The mixing done by augmentation `name`'s `mix` (its keys already bound)."""
+        return cls(name=name, mix=mix, classes=classes, head=soft_head(head, name))
 
     def soft(self, labels: np.ndarray) -> np.ndarray:
         """Integer class labels as float32 soft labels of shape ``(n, classes)``."""

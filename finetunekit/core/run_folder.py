@@ -1,15 +1,17 @@
-"""Run folders and atomic writes.
+"""Run folders: their layout, atomic writes, and finding a model and its recipe in one.
 
 Nothing is ever written in place: a file or folder is written beside its final name and
 renamed over it, so a kill leaves the old version or the new one, never half of one.
-A run folder that holds anything is refused unless the user asks to overwrite it, and
-then only finetunekit's own files are removed.
+Checkpoints are written the same way (:mod:`finetunekit.core.checkpoint`). A run folder
+that holds anything is refused unless the user asks to overwrite it, and then only
+finetunekit's own files are removed.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -18,25 +20,38 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from finetunekit.core.checkpoint import CHECKPOINT_DIR
 from finetunekit.core.errors import PersistenceError
+from finetunekit.core.recipe import Recipe
+
+CHECKPOINT_DIR = "checkpoints"
+"""Sub-folder of a run folder holding its epoch checkpoints."""
 
 RUN_FILES = ("recipe.toml", "history.json", "history.csv", "plan.json")
 """Files a run folder holds besides the model and the checkpoints folder."""
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write text beside `path`, flush it to disk, then rename it over `path`."""
+def atomic_write(path: Path, content: str | bytes | Callable[[Any], None]) -> Path:
+    """Write beside `path`, flush to disk, then rename over `path`.
+
+    Args:
+        path: Path. The final name.
+        content: text, bytes, or ``write(handle)`` that writes to a binary file handle.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            if callable(content):
+                content(handle)
+            else:
+                handle.write(content.encode("utf-8") if isinstance(content, str) else content)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    return path
 
 
 def atomic_save(path: Path, suffix: str, write: Callable[[Path], Any]) -> Path:
@@ -98,3 +113,56 @@ def history_csv(history: list[dict[str, Any]]) -> str:
     writer.writeheader()
     writer.writerows(history)
     return buffer.getvalue()
+
+
+def write_run_files(path: Path, recipe: Recipe, history: list[dict[str, Any]],
+                    plan: dict[str, Any]) -> None:
+    """Write the recipe as run, the history (JSON and CSV) and the plan beside the model."""
+    atomic_write(path / "recipe.toml", recipe.to_toml())
+    atomic_write(path / "history.json", json.dumps(history, indent=2))
+    atomic_write(path / "history.csv", history_csv(history))
+    atomic_write(path / "plan.json", json.dumps(plan, indent=2))
+
+
+def save_model(catalogue: Any, fmt: Any, model: Any, path: Path, run: Any = None) -> Path:
+    """Write `model` to `path` with format component `fmt`, atomically."""
+    if not path.name.endswith(fmt.suffix):
+        raise PersistenceError(
+            f"Format '{fmt.name}' writes '{fmt.suffix}' files. Received path '{path}'. "
+            f"Use a path ending in '{fmt.suffix}'.")
+    return atomic_save(path, fmt.suffix,
+                       lambda tmp: catalogue.call("format", fmt, "save", model, tmp, run))
+
+
+def locate_model(path: Path, catalogue: Any, format: str | None = None) -> tuple[Path, Any]:
+    """The model file `path` means (a run folder's ``model.<suffix>``, or the file itself)
+    and its format component: the one named `format`, else the one whose suffix the
+    file name ends with."""
+    formats = [catalogue.get("format", name) for name in catalogue.names("format")]
+    if path.is_dir() and not any(path.name.endswith(f.suffix) for f in formats):
+        inside = [path / f"model{f.suffix}" for f in formats if (path / f"model{f.suffix}").exists()]
+        if not inside:
+            raise PersistenceError(
+                f"'{path}' is a folder without a saved model (model.keras, ...). Give a "
+                "model file or a run folder written by 'finetunekit run'.")
+        path = inside[0]
+    if not path.exists():
+        raise PersistenceError(f"No such model file: '{path}'.")
+    if format is not None:
+        return path, catalogue.get("format", format, key="format")
+    matches = [f for f in formats if path.name.endswith(f.suffix)]
+    if not matches:
+        raise PersistenceError(
+            f"Cannot tell the format of '{path}' from its name. Known suffixes: "
+            f"{', '.join(sorted(f.suffix for f in formats))}. Pass the format.")
+    return path, max(matches, key=lambda f: len(f.suffix))
+
+
+def recipe_beside(file: Path) -> Recipe:
+    """The ``recipe.toml`` of the run folder holding `file`."""
+    beside = file.parent / "recipe.toml"
+    if not beside.is_file():
+        raise PersistenceError(
+            f"'{file}' needs its recipe, and there is no recipe.toml beside it. Pass the "
+            "recipe it was trained with (--recipe FILE, or recipe=...).")
+    return Recipe.from_toml(beside)

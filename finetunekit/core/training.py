@@ -168,15 +168,6 @@ def check_data(data: Data, run: Run) -> None:
         _check_arrays("validation", data.validation, run)
 
 
-def layer_row(layer: Any, part: str) -> dict[str, Any]:
-    return {
-        "name": layer.name,
-        "part": part,
-        "trainable": any(w.trainable for w in layer.weights),
-        "params": int(layer.count_params()) if layer.weights else 0,
-    }
-
-
 def copy_weights(source: Any, target: Any, file: Path) -> None:
     """Copy every weight of a loaded model into the recipe's freshly built one.
 
@@ -203,10 +194,3 @@ def copy_weights(source: Any, target: Any, file: Path) -> None:
         )
     for a, b in pairs:
         b.assign(a)
-
-
-def fresh_metric(metric: Any) -> Any:
-    """A new metric like `metric`, so two compiled models never share metric state."""
-    if isinstance(metric, keras.metrics.Metric):
-        return metric.__class__.from_config(metric.get_config())
-    return metric

@@ -18,7 +18,6 @@ folder           holds
 """
 
 BUILTINS: tuple[str, ...] = (
-    "finetunekit.plugins.defaults",
     "finetunekit.plugins.backbones",
     "finetunekit.plugins.strategies.basic",
     "finetunekit.plugins.strategies.two_stage",

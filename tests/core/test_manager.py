@@ -11,6 +11,7 @@ import pytest
 from finetunekit import (
     Engine,
     Optimizer,
+    Param,
     Plan,
     PluginError,
     Stage,
@@ -79,7 +80,7 @@ def test_plugin_raising_in_a_catalogue_hook_is_named():
         engine.catalogue
 
 
-def test_component_raising_during_a_run_names_its_plugin_and_the_hook():
+def test_component_raising_during_a_run_names_its_plugin_and_the_function():
     class Flaky:
         @hookimpl
         def finetunekit_register_optimizers(self, register):
@@ -90,9 +91,21 @@ def test_component_raising_during_a_run_names_its_plugin_and_the_hook():
     engine = Engine(plugins=[Flaky()], entry_points=False)
     with pytest.raises(PluginError) as info:
         engine.run(tiny_recipe(optimizer="flaky"), data=tiny_data(), save=False)
-    assert info.value.hook == "finetunekit_build_optimizer"
-    assert "Flaky" in info.value.plugin
-    assert "ZeroDivisionError: bad optimizer" in str(info.value)
+    assert info.value.hook == "optimizer.build"
+    assert info.value.plugin.endswith("Flaky")
+    assert "Optimizer 'flaky' (plugin '" in str(info.value)
+    assert "failed in build(): ZeroDivisionError: bad optimizer" in str(info.value)
+
+
+def test_observer_raising_is_named_not_the_engine():
+    class Noisy:
+        @hookimpl
+        def finetunekit_epoch_end(self, run, epoch):
+            raise KeyError("missing")
+
+    engine = Engine(plugins=[Noisy()], entry_points=False)
+    with pytest.raises(PluginError, match=r"Noisy' failed in hook 'finetunekit_epoch_end': KeyError"):
+        engine.run(tiny_recipe(), data=tiny_data(), save=False)
 
 
 def test_hook_with_a_typo_is_refused_at_registration():
@@ -105,45 +118,92 @@ def test_hook_with_a_typo_is_refused_at_registration():
         Engine(plugins=[Typo()], entry_points=False)
 
 
-def test_wrapper_changes_another_plugins_result():
-    """A wrapper sees the optimizer the built-in made and can change it."""
+def test_a_removed_action_hook_is_refused_with_the_way_to_migrate():
+    class Old:
+        @hookimpl
+        def finetunekit_plan_strategy(self, strategy, context, params):
+            return None
+
+    with pytest.raises(PluginError) as info:
+        Engine(plugins=[Old()], entry_points=False)
+    message = str(info.value)
+    assert "finetunekit_plan_strategy" in message and "Strategy" in message
+    assert "CHANGELOG.md" in message
+
+
+def _keyed_strategy(plan, params):
+    class Plugin:
+        @hookimpl
+        def finetunekit_register_strategies(self, register):
+            register(Strategy(name="mine", plan=plan, params=params))
+    return Plugin()
+
+
+def _plan(context, **keys):
+    return Plan((Stage("mine", 1, frozenset(), 0.1),))
+
+
+@pytest.mark.parametrize("plan, params, problem", [
+    (lambda context, n: _plan(context), {"m": Param(int, 1)}, "does not accept declared key(s) ['m']"),
+    (lambda context, n: _plan(context), {}, "needs argument(s) ['n'] that are not declared keys"),
+    (_plan, {"n": Param(int, "three")}, "key 'n' has a default that does not fit"),
+    (_plan, {"n": Param(int, 5, max=3)}, "'strategy.n' must be <= 3"),
+    (_plan, {"train_bn": Param(bool, False)}, "keys the engine owns in [strategy]: ['train_bn']"),
+])
+def test_a_component_that_could_only_fail_later_is_refused_when_registered(plan, params, problem):
+    engine = Engine(plugins=[_keyed_strategy(plan, params)], entry_points=False)
+    with pytest.raises(PluginError) as info:
+        engine.catalogue
+    assert problem in str(info.value)
+    assert "strategy 'mine'" in str(info.value) and info.value.plugin.endswith("Plugin")
+
+
+def test_declared_keys_reach_a_function_that_takes_them_by_name_or_by_kwargs():
+    def by_name(context, n=1):
+        return Plan((Stage(f"n{n}", 1, frozenset(), 0.1),))
+
+    for plan in (by_name, lambda context, **keys: by_name(context, **keys)):
+        engine = Engine(plugins=[_keyed_strategy(plan, {"n": Param(int, 1)})], entry_points=False)
+        run = engine.build(tiny_recipe(strategy={"name": "mine", "n": 3}))
+        assert [s.name for s in run.plan.stages] == ["n3"]
+
+
+def test_export_hook_gives_the_model_to_save_and_a_wrapper_sees_it(tmp_path):
     seen = []
 
-    class Clip:
+    class Exporter:
+        @hookimpl
+        def finetunekit_export_model(self, model, format, run):
+            inputs = keras.Input(model.input_shape[1:])
+            return keras.Model(inputs, keras.layers.Flatten(name="exported")(inputs))
+
+    class Watcher:
         @hookimpl(wrapper=True)
-        def finetunekit_build_optimizer(self, optimizer, stage):
+        def finetunekit_export_model(self, model, format):
             result = yield
-            result.clipnorm = 1.0
-            seen.append((optimizer.name, stage.name))
+            seen.append((format.name, result.layers[-1].name))
             return result
 
-    engine = Engine(plugins=[Clip()], entry_points=False)
-    run = engine.run(tiny_recipe(optimizer="rmsprop"), data=tiny_data(), save=False)
-    assert run.model.optimizer.clipnorm == 1.0
-    assert isinstance(run.model.optimizer, keras.optimizers.RMSprop)
-    assert seen == [("rmsprop", "feature_extraction")]
+    engine = Engine(plugins=[Exporter(), Watcher()], entry_points=False)
+    run = engine.build(tiny_recipe())
+    engine.save_model(run.model, tmp_path / "m.keras")
+    assert seen == [("keras", "exported")]
+    assert keras.saving.load_model(tmp_path / "m.keras").layers[-1].name == "exported"
 
 
-def test_first_result_overrides_the_default():
-    class Planner:
-        @hookimpl
-        def finetunekit_plan_strategy(self, strategy, context):
-            return Plan((Stage("mine", 3, frozenset(), 0.5),))
+def test_wrong_result_type_names_the_component_and_what_was_expected():
+    from finetunekit import Head
 
-    engine = Engine(plugins=[Planner()], entry_points=False)
-    run = engine.build(tiny_recipe(strategy="full"))
-    assert [s.name for s in run.plan.stages] == ["mine"]
-
-
-def test_wrong_result_type_is_a_contract_error():
     class Bad:
         @hookimpl
-        def finetunekit_build_head(self):
-            return "not a head"
+        def finetunekit_register_heads(self, register):
+            register(Head(name="bad", build=lambda feature_shape, classes: "not a head",
+                          params={"classes": Param(int, 1)}))
 
     engine = Engine(plugins=[Bad()], entry_points=False)
-    with pytest.raises(PluginError, match="finetunekit_build_head.*expected a finetunekit.BuiltHead.*Bad"):
-        engine.build(tiny_recipe())
+    with pytest.raises(PluginError, match=r"Head 'bad' \(plugin '.*Bad'\): build\(\) returned str; "
+                                          r"expected a finetunekit.BuiltHead"):
+        engine.build(tiny_recipe(head={"name": "bad"}))
 
 
 def test_plugin_given_as_a_dotted_module_path(monkeypatch):

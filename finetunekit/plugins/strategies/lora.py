@@ -10,8 +10,8 @@ follow ``train_bn``.
 
 Exported models hold no adapters. Keras saves a LoRA layer's kernel merged, but its
 config still asks for LoRA, so a reloaded model would rebuild the adapters (at zero). This
-plugin therefore answers ``finetunekit_save_model`` first for a model with adapters and
-saves :func:`merged_copy` instead: plain layers whose kernels are the merged ones. The
+plugin therefore answers ``finetunekit_export_model`` for a model with adapters with
+:func:`merged_copy`: plain layers whose kernels are the merged ones. The
 ``checkpoint`` format is left alone: resuming needs the adapters themselves.
 """
 
@@ -108,13 +108,12 @@ def merged_copy(model: Any) -> Any:
     return plain
 
 
-@hookimpl(tryfirst=True)
-def finetunekit_save_model(format, model, path, run):
+@hookimpl
+def finetunekit_export_model(model, format, run):
     """Save a model that has adapters as its merged copy (except as a checkpoint)."""
     if format.name in KEEPS_ADAPTERS or not lora_layers(model):
         return None  # not ours: the format saves the model as it is
-    format.save(merged_copy(model), path, run)
-    return path
+    return merged_copy(model)
 
 
 @hookimpl
