@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from finetunekit.cli.main import handle_errors
+from finetunekit.core.errors import RecipeError
 from finetunekit.core.manager import hookimpl
 
 
@@ -37,6 +38,26 @@ def _recipe(path: str, overrides, overwrite: bool = False):
     return recipe
 
 
+def check_strict(engine, source: str) -> None:
+    """Refuse ``--strict`` for a data source that declares no ``strict`` key.
+
+    ``--strict`` sets ``data.strict = true``; only sources that scan image files (and so
+    can meet an unusable one) declare that key.
+
+    Raises:
+        RecipeError: the source has no ``strict`` key; the message names those that do.
+    """
+    sources = {row["name"]: row["params"] for row in engine.components() if row["kind"] == "data"}
+    if source not in sources or "strict" in sources[source]:
+        return  # an unknown source is refused by the run itself, with the known names
+    able = sorted(name for name, params in sources.items() if "strict" in params)
+    raise RecipeError(
+        f"--strict: data source '{source}' has no 'strict' key; --strict sets data.strict = "
+        f"true, which only sources that scan image files declare ({', '.join(able)}). "
+        f"Received: data.source = '{source}'. Use one of those sources, or drop --strict."
+    )
+
+
 def _summary(run) -> str:
     last = run.history[-1] if run.history else {}
     return "  ".join(f"{k} {v:.4f}" for k, v in last.items() if isinstance(v, float))
@@ -47,7 +68,8 @@ set_option = click.option("--set", "overrides", multiple=True, metavar="SECTION.
                           help="Override a recipe key (TOML value); repeatable.")
 strict_option = click.option("--strict", is_flag=True,
                              help="Refuse unusable images instead of skipping them "
-                                  "(same as --set data.strict=true).")
+                                  "(same as --set data.strict=true; for sources that scan "
+                                  "files, such as folder and csv).")
 plugin_option = click.option("--plugin", "plugins", multiple=True, metavar="MODULE",
                              help="Import MODULE and register it as a plugin; repeatable.")
 
@@ -64,6 +86,7 @@ def run(recipe, overrides, plugins, overwrite, strict):
     recipe_obj = _recipe(recipe, overrides, overwrite)
     engine = _engine(plugins, progress=True)
     if strict:
+        check_strict(engine, recipe_obj["data"]["source"])
         recipe_obj = recipe_obj.with_overrides({"data.strict": True})
     result = engine.run(recipe_obj)
     click.echo(f"done: {len(result.history)} epoch(s)  {_summary(result)}")
@@ -114,6 +137,7 @@ def retrain(model, data_dir, validation_dir, recipe_path, strategy, epochs, out,
         changes["train.epochs"] = epochs
     engine = _engine(plugins, progress=True)
     if strict:
+        check_strict(engine, changes["data.source"])
         changes["data.strict"] = True
     recipe = Recipe.from_toml(recipe_path) if recipe_path else None
     assignments = dict(parse_assignment(text) for text in overrides)
