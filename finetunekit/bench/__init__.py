@@ -5,4 +5,6 @@ per strategy on a real transfer task (docs/benchmarks.md).
   plain baseline timed in the same run.
 - :mod:`finetunekit.bench.accuracy`: every strategy on the same transfer task, over seeds.
 - :mod:`finetunekit.bench.report`: ``bench.json``, ``bench.md`` and ``bench.png``.
+- :mod:`finetunekit.bench.runner`: what the command does, in order (:func:`run_bench`).
+- :mod:`finetunekit.bench.command`: the command and its options, a command plugin.
 """

@@ -1,6 +1,6 @@
 """Accuracy per strategy on a real transfer task, over seeds, on equal terms.
 
-The task is the demo's (:mod:`finetunekit.demo`): real pretrained weights made offline by
+The task is the demo's (:mod:`finetunekit.demo.task`): real pretrained weights made offline by
 training a backbone from random weights on scikit-learn's digits 0-4 (the source), then
 learning the digits 5-9 from a few labels per digit. The source is trained once and
 stays fixed, as ImageNet weights would; each seed changes the target's train/validation
@@ -29,7 +29,7 @@ from typing import Any
 
 from finetunekit.bench.throughput import SEED_STRATEGIES
 from finetunekit.core.errors import DataError, RecipeError
-from finetunekit.demo import FULL, DemoSettings, Variant, target_recipe, train_source
+from finetunekit.demo.task import FULL, DemoSettings, Variant, target_recipe, train_source
 
 FEW_PARAMETERS = 0.05
 """Share of the base's parameters below which a strategy trains at the head rate."""

@@ -1,4 +1,10 @@
-"""The ``finetunekit`` command line.
+"""The ``finetunekit`` command line: a click group whose commands all come from plugins.
+
+The group holds no command of its own. The first time it looks one up (to run it, or
+to list them for ``--help``) it asks every plugin through
+``finetunekit_register_commands(cli)``: the built-in command plugins in
+:data:`COMMAND_PLUGINS` first, then the ``finetunekit`` entry-point group. An installed
+package adds a command exactly the way ``run`` and ``demo`` are added.
 
 Bad input of any kind ends with a message on stderr and exit code 2, never a traceback.
 """
@@ -6,15 +12,27 @@ Bad input of any kind ends with a message on stderr and exit code 2, never a tra
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
-from pathlib import Path
+from collections.abc import Iterable
+from typing import Any
 
 import click
 
+from finetunekit.core.errors import FinetunekitError, PluginError
+from finetunekit.core.manager import get_plugin_manager
+
 # Quiet TensorFlow's C++ start-up logging before Keras is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+COMMAND_PLUGINS: tuple[str, ...] = (
+    "finetunekit.cli.commands",
+    "finetunekit.demo.command",
+    "finetunekit.bench.command",
+)
+"""Dotted module paths of the built-in command plugins, registered like any other plugin."""
+
+HOOK = "finetunekit_register_commands"
 
 
 def _fail(message: str) -> None:
@@ -23,12 +41,13 @@ def _fail(message: str) -> None:
 
 
 def handle_errors(fn):
-    """Turn finetunekit's own errors (and a missing file) into exit code 2."""
+    """Turn finetunekit's own errors into exit code 2 with the message; for commands.
+
+    A plugin's command can use it too: ``@handle_errors`` under ``@cli.command()``.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from finetunekit.core.errors import FinetunekitError
-
         try:
             return fn(*args, **kwargs)
         except FinetunekitError as exc:
@@ -40,223 +59,123 @@ def handle_errors(fn):
     return wrapper
 
 
-def _engine(plugins, *, progress: bool = False):
-    from finetunekit.core.engine import Engine
+class CommandPluginError(click.ClickException):
+    """A plugin could not add its commands: exit code 2, like every bad input."""
 
-    extra = list(plugins)
-    if progress:
-        from finetunekit.plugins.lifecycle.progress import RichProgress
-
-        extra.append(RichProgress())
-    return Engine(plugins=extra)
+    exit_code = 2
 
 
-def _recipe(path: str, overrides, overwrite: bool = False, strict: bool = False):
-    from finetunekit.core.recipe import Recipe
+class PluginGroup(click.Group):
+    """A click group that collects its commands from plugins the first time it needs one.
 
-    recipe = Recipe.from_toml(path)
-    if overrides:
-        recipe = recipe.with_overrides(list(overrides))
-    if overwrite:
-        recipe = recipe.with_overrides({"save.overwrite": True})
-    if strict:
-        recipe = recipe.with_overrides({"data.strict": True})
-    return recipe
+    Args:
+        plugins: iterable. Extra command plugins (modules, dotted module paths or
+            objects), asked after the built-ins and the entry points.
+        entry_points: bool. Ask the ``finetunekit`` entry-point group. Defaults to True.
+    """
 
+    def __init__(self, *args: Any, plugins: Iterable[Any] = (), entry_points: bool = True,
+                 **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.plugins = tuple(plugins)
+        self.entry_points = entry_points
+        self.owners: dict[str, str] = {}
+        """Command name to the plugin that added it."""
+        self._adding: str | None = None
+        self._loaded = False
 
-recipe_argument = click.argument("recipe", type=click.Path(dir_okay=False))
-set_option = click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-                          help="Override a recipe key (TOML value); repeatable.")
-strict_option = click.option("--strict", is_flag=True,
-                             help="Refuse unusable images instead of skipping them "
-                                  "(same as --set data.strict=true).")
-plugin_option = click.option("--plugin", "plugins", multiple=True, metavar="MODULE",
-                             help="Import MODULE and register it as a plugin; repeatable.")
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        """Add a command; a name another plugin already added is refused, naming both."""
+        name = name or cmd.name
+        owner = self._adding or "(added directly)"
+        if name in self.commands:
+            raise PluginError(
+                f"Duplicate command name '{name}': plugin '{owner}' adds it in '{HOOK}', but "
+                f"plugin '{self.owners[name]}' already did. Rename one, or uninstall one of "
+                "the two packages.",
+                plugin=owner,
+                hook=HOOK,
+            )
+        super().add_command(cmd, name)
+        self.owners[name] = owner
 
+    def load_commands(self) -> None:
+        """Ask every command plugin once; a failure is a clear error naming the plugin."""
+        if self._loaded:
+            return
+        self._loaded = True
+        try:
+            pm = get_plugin_manager([*COMMAND_PLUGINS, *self.plugins], builtins=False,
+                                    entry_points=self.entry_points)
+            impls = getattr(pm.hook, HOOK).get_hookimpls()
+            # built-in commands first, so a clash blames the outside plugin
+            for impl in sorted(impls, key=lambda impl: impl.plugin_name not in COMMAND_PLUGINS):
+                self._register(impl)
+        except FinetunekitError as exc:
+            self.commands.clear()  # a half-registered command line must not run
+            self.owners.clear()
+            raise CommandPluginError(str(exc)) from exc
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="finetunekit")
-def main():
-    """Fine-tune pretrained image CNNs; every part of the recipe is a plugin."""
+    def _register(self, impl: Any) -> None:
+        plugin = impl.plugin_name
+        if impl.wrapper or impl.hookwrapper:
+            raise PluginError(
+                f"Plugin '{plugin}' implements '{HOOK}' as a wrapper; it takes plain "
+                "implementations that add commands.",
+                plugin=plugin,
+                hook=HOOK,
+            )
+        self._adding = plugin
+        try:
+            impl.function(**{arg: self for arg in impl.argnames})
+        except FinetunekitError:
+            raise
+        except Exception as exc:
+            raise PluginError(
+                f"Plugin '{plugin}' failed in hook '{HOOK}': {type(exc).__name__}: {exc}. "
+                "Fix or uninstall that plugin; the command line cannot start without it.",
+                plugin=plugin,
+                hook=HOOK,
+            ) from exc
+        finally:
+            self._adding = None
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self.load_commands()
+        return super().list_commands(ctx)
 
-@main.command()
-@recipe_argument
-@set_option
-@plugin_option
-@click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
-@strict_option
-@handle_errors
-def run(recipe, overrides, plugins, overwrite, strict):
-    """Train the model RECIPE describes and write its run folder (save.path)."""
-    recipe_obj = _recipe(recipe, overrides, overwrite, strict)
-    engine = _engine(plugins, progress=True)
-    result = engine.run(recipe_obj)
-    click.echo(f"done: {len(result.history)} epoch(s)  {_summary(result)}")
-
-
-@main.command()
-@click.argument("run_dir", type=click.Path(file_okay=False))
-@plugin_option
-@handle_errors
-def resume(run_dir, plugins):
-    """Continue an interrupted run from the newest checkpoint in RUN_DIR."""
-    result = _engine(plugins, progress=True).resume(Path(run_dir))
-    click.echo(f"done: {len(result.history)} epoch(s)  {_summary(result)}")
-
-
-@main.command()
-@click.argument("model", type=click.Path())
-@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False),
-              help="Folder of class sub-folders with the new training images.")
-@click.option("--validation", "validation_dir", type=click.Path(file_okay=False),
-              help="Folder of class sub-folders for validation.")
-@click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False),
-              help="The recipe the model was trained with (default: recipe.toml beside it).")
-@click.option("--strategy", help="Switch strategy (e.g. full); its keys via --set strategy.KEY=...")
-@click.option("--epochs", type=int, help="Epochs to train.")
-@click.option("--out", type=click.Path(file_okay=False),
-              help="Run folder for the retrained model (default: <model folder>-retrained).")
-@set_option
-@plugin_option
-@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
-@click.option("--unsafe", is_flag=True, help="Allow loading models that carry Python code.")
-@strict_option
-@handle_errors
-def retrain(model, data_dir, validation_dir, recipe_path, strategy, epochs, out, overrides,
-            plugins, overwrite, unsafe, strict):
-    """Load a saved MODEL (a run folder or a model file) and train it on new data."""
-    from finetunekit.core.recipe import Recipe, parse_assignment
-
-    model_path = Path(model)
-    folder = model_path if model_path.is_dir() else model_path.parent
-    changes = {"data.source": "folder", "data.train": data_dir,
-               "save.path": out or f"{folder.resolve()}-retrained", "save.overwrite": overwrite}
-    if validation_dir:
-        changes["data.validation"] = validation_dir
-    if strategy:
-        changes["strategy.name"] = strategy
-    if epochs is not None:
-        changes["train.epochs"] = epochs
-    if strict:
-        changes["data.strict"] = True
-    recipe = Recipe.from_toml(recipe_path) if recipe_path else None
-    assignments = dict(parse_assignment(text) for text in overrides)
-    result = _engine(plugins, progress=True).retrain(
-        model_path, recipe=recipe, overrides={**assignments, **changes}, safe_mode=not unsafe)
-    click.echo(f"done: {len(result.history)} epoch(s)  {_summary(result)}; saved {result.path}")
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self.load_commands()
+        return super().get_command(ctx, cmd_name)
 
 
-def _summary(run) -> str:
-    last = run.history[-1] if run.history else {}
-    return "  ".join(f"{k} {v:.4f}" for k, v in last.items() if isinstance(v, float))
+def make_cli(plugins: Iterable[Any] = (), *, entry_points: bool = True) -> PluginGroup:
+    """Make a ``finetunekit`` command line with its own plugins.
+
+    ``finetunekit.cli.main`` is ``make_cli()``; a test or an embedding app makes its own,
+    so that its plugins' commands do not leak into another.
+
+    Args:
+        plugins: iterable. Extra command plugins, asked after the built-ins and the
+            installed entry points.
+        entry_points: bool. Ask the ``finetunekit`` entry-point group. Defaults to True.
+
+    Example:
+
+    >>> from click.testing import CliRunner
+    >>> CliRunner().invoke(make_cli(entry_points=False), ["list", "--help"]).exit_code
+    0
+    """
+
+    @click.group(cls=PluginGroup, name="finetunekit", plugins=plugins,
+                 entry_points=entry_points,
+                 context_settings={"help_option_names": ["-h", "--help"]})
+    @click.version_option(package_name="finetunekit")
+    def cli():
+        """Fine-tune pretrained image CNNs; every part of the recipe is a plugin."""
+
+    return cli
 
 
-@main.command()
-@recipe_argument
-@set_option
-@plugin_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@handle_errors
-def describe(recipe, overrides, plugins, as_json):
-    """Build the model without training: layers, parameter counts and the plan."""
-    info = _engine(plugins).describe(_recipe(recipe, overrides))
-    if as_json:
-        click.echo(json.dumps(info, indent=2))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    table = Table(title=f"{info['backbone']} {tuple(info['input_shape'])}, strategy {info['strategy']}")
-    for column in ("layer", "part", "trainable", "params"):
-        table.add_column(column, justify="right" if column == "params" else "left")
-    for row in info["layers"]:
-        table.add_row(row["name"], row["part"], "yes" if row["trainable"] else "",
-                      f"{row['params']:,}")
-    console.print(table)
-    console.print(f"total params {info['total_params']:,}  trainable {info['trainable_params']:,}  "
-                  f"non-trainable {info['non_trainable_params']:,}")
-    for i, stage in enumerate(info["plan"], 1):
-        console.print(f"stage {i}: {stage['name']}, {stage['epochs']} epoch(s), lr "
-                      f"{stage['learning_rate']:g}, {len(stage['trainable_layers'])} trainable base "
-                      f"layer(s), {stage['trainable_params']:,} trainable params, BatchNorm "
-                      f"{stage['batchnorm']}")
-
-
-@main.command("list")
-@plugin_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@handle_errors
-def list_components(plugins, as_json):
-    """Every component (backbone, strategy, ...) and the plugin it comes from."""
-    rows = _engine(plugins).components()
-    if as_json:
-        click.echo(json.dumps(rows, indent=2, default=str))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table()
-    for column in ("kind", "name", "plugin", "description"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(row["kind"], row["name"], row["plugin"], row["description"])
-    Console().print(table)
-
-
-@main.command()
-@click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Keep the demo's run folders here (default: a temporary folder).")
-@click.option("--quick", is_flag=True, help="Fewer epochs and images; for a smoke test.")
-@handle_errors
-def demo(out, quick):
-    """Fine-tune on the embedded digits data with several strategies; print a table."""
-    from finetunekit.demo import run_demo
-
-    run_demo(Path(out) if out else None, quick=quick)
-
-
-def _names(values) -> list[str]:
-    """Repeatable options that also take comma-separated lists."""
-    return [part.strip() for value in values for part in value.split(",") if part.strip()]
-
-
-@main.command()
-@click.option("--backbones", multiple=True, metavar="NAMES",
-              help="Backbones, comma-separated or repeated (default: vgg16, the seed's).")
-@click.option("--strategies", multiple=True, metavar="NAMES",
-              help="Strategies (default: feature_extraction, partial, full for throughput; "
-                   "every strategy for --accuracy).")
-@click.option("--image-size", type=click.IntRange(min=1), default=None,
-              help="Image height and width (default 32).")
-@click.option("--batch-size", "batch_sizes", multiple=True, type=click.IntRange(min=1),
-              help="Batch size; repeatable (default 8).")
-@click.option("--precision", "precisions", multiple=True, metavar="P",
-              help="float32, mixed_bfloat16 or mixed_float16; repeatable (default float32).")
-@click.option("--steps", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Batches per timed repeat.")
-@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Timed repeats; the median is reported.")
-@click.option("--accuracy", is_flag=True,
-              help="Run the accuracy benchmark (transfer on real data) instead of throughput.")
-@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
-              help="--accuracy: seeds per strategy (0, 1, ...).")
-@click.option("--quick", is_flag=True, help="--accuracy: fewer images and epochs (a smoke test).")
-@click.option("--weights", default=None,
-              help='--accuracy: "imagenet" or a weights file instead of the digits source run.')
-@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
-              help="--accuracy: a folder with train/ and validation/ class folders.")
-@click.option("--out", type=click.Path(file_okay=False), default="bench-results",
-              show_default=True, help="Folder for bench.json, bench.md and bench.png.")
-@handle_errors
-def bench(backbones, strategies, image_size, batch_sizes, precisions, steps, repeats, accuracy,
-          seeds, quick, weights, data_dir, out):
-    """Benchmark training throughput against the seed's plain Keras code, or (--accuracy)
-    accuracy per strategy; write bench.json, bench.md and bench.png."""
-    from finetunekit.bench.cli import run_bench
-
-    run_bench(backbones=_names(backbones), strategies=_names(strategies), image_size=image_size,
-              batch_sizes=list(batch_sizes), precisions=_names(precisions), steps=steps,
-              repeats=repeats, accuracy=accuracy, seeds=seeds, quick=quick, weights=weights,
-              data=data_dir, out=Path(out), command=" ".join(["finetunekit", *sys.argv[1:]]))
+main = make_cli()
+"""The ``finetunekit`` console script."""

@@ -190,3 +190,23 @@ def finetunekit_run_end(run):
 
     :param run: the :class:`~finetunekit.Run`; ``run.history`` holds every epoch.
     """
+
+
+# -------------------------------------------------------------------------
+# commands (apps above the engine)
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def finetunekit_register_commands(cli):
+    """Add commands to the ``finetunekit`` command line.
+
+    Called once when the command line starts, before it looks up a command: on the
+    built-in command plugins (``run``, ``demo``, ``bench``, ...) first, then on the
+    plugins of the ``finetunekit`` entry-point group. A command name must be unique; a
+    duplicate is an error naming both plugins. Keep imports of Keras inside the
+    commands so that ``finetunekit --help`` stays fast.
+
+    :param cli: the ``click.Group`` of the command line; add commands with
+        ``@cli.command()`` or ``cli.add_command(...)``.
+    """

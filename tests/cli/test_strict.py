@@ -54,3 +54,25 @@ path = "{out}"
     assert again.exit_code == 2, again.output
     assert "broken.jpg" in again.output
     assert not (tmp_path / "more").exists()
+
+
+def test_strict_is_refused_by_a_source_without_a_strict_key(tmp_path):
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text("""
+[backbone]
+name = "vgg16"
+weights = "none"
+input_shape = [32, 32, 3]
+[head]
+classes = 1
+[data]
+source = "arrays"
+train = "train.npz"
+[save]
+path = "run"
+""")
+    refused = _invoke("run", recipe, "--strict")
+    assert refused.exit_code == 2, refused.output
+    assert "--strict: data source 'arrays' has no 'strict' key" in refused.output
+    assert "(csv, folder)" in refused.output and "drop --strict" in refused.output
+    assert "Traceback" not in refused.output

@@ -1,4 +1,6 @@
-"""What ``finetunekit bench`` does: check every name first, measure, print, write."""
+"""What ``finetunekit bench`` does: check every name first, measure, print, write.
+
+The command and its options are :mod:`finetunekit.bench.command`."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from finetunekit.bench.throughput import (
     measure,
 )
 from finetunekit.core.errors import RecipeError
-from finetunekit.demo import FULL, QUICK
+from finetunekit.demo.task import FULL, QUICK
 
 PREFERRED_ORDER = ("feature_extraction", "partial", "full", "two_stage", "gradual",
                    "discriminative", "bitfit", "norm_only", "lora", "l2sp")
