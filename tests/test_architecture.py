@@ -48,3 +48,15 @@ def test_the_walk_sees_imports_inside_functions(tmp_path):
                       "    import finetunekit.demo\n")
     assert [m for _, m in _imports(sample)] == [
         "finetunekit.plugins.data", "finetunekit.plugins.data.folder", "finetunekit.demo"]
+
+
+PLUGINS = CORE.parent / "plugins"
+APPS = ("finetunekit.cli", "finetunekit.demo", "finetunekit.bench")
+
+
+@pytest.mark.parametrize("path", sorted(PLUGINS.rglob("*.py")),
+                         ids=lambda p: str(p.relative_to(PLUGINS)))
+def test_built_in_plugins_import_no_app(path):
+    bad = [f"{path.name}:{line} imports {module}" for line, module in _imports(path)
+           if any(module == top or module.startswith(f"{top}.") for top in APPS)]
+    assert not bad, "a built-in plugin must not need the apps above it: " + "; ".join(bad)

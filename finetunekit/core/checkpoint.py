@@ -175,6 +175,20 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def latest_checkpoint(run_dir: Path) -> Checkpoint:
+    """The newest checkpoint of a run folder, read.
+
+    Raises:
+        PersistenceError: the folder has none.
+    """
+    found = list_checkpoints(run_dir)
+    if not found:
+        raise PersistenceError(
+            f"No checkpoint in '{Path(run_dir) / CHECKPOINT_DIR}'. Resume needs a run folder "
+            "written by 'finetunekit run' with save.keep_checkpoints > 0.")
+    return read_checkpoint(found[-1])
+
+
 def prune_checkpoints(run_dir: Path, keep: int) -> None:
     """Delete all but the newest `keep` checkpoints, and stale temporary files."""
     for old in list_checkpoints(run_dir)[:-keep] if keep else list_checkpoints(run_dir):

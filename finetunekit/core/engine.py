@@ -24,10 +24,8 @@ import keras
 from finetunekit.core import assembly
 from finetunekit.core.catalogue import Catalogue
 from finetunekit.core.checkpoint import (
-    CHECKPOINT_DIR,
     Checkpoint,
-    list_checkpoints,
-    read_checkpoint,
+    latest_checkpoint,
     restore_model,
     restore_optimizer,
 )
@@ -43,6 +41,7 @@ from finetunekit.core.run_folder import (
     check_run_folder,
     locate_model,
     recipe_beside,
+    retrain_recipe,
     save_model,
     write_run_files,
 )
@@ -123,12 +122,7 @@ class Engine:
         run that was never interrupted, also across a stage boundary.
         """
         run_dir = Path(run_dir)
-        found = list_checkpoints(run_dir)
-        if not found:
-            raise PersistenceError(
-                f"No checkpoint in '{run_dir / CHECKPOINT_DIR}'. Resume needs a run folder "
-                "written by 'finetunekit run' with save.keep_checkpoints > 0.")
-        checkpoint = read_checkpoint(found[-1])
+        checkpoint = latest_checkpoint(run_dir)
         recipe = Recipe.from_string(checkpoint.recipe, source=str(checkpoint.path))
         writes = self.distributions.writes(recipe["train"]["distribution"])
         return self._train_and_save(self.build(recipe), data, run_dir if writes else None,
@@ -154,17 +148,11 @@ class Engine:
                 f"'{file}' is a {fmt.name} export; Keras 3 cannot train a model loaded from "
                 "it. Retrain from the run's model.keras or a checkpoint (format 'keras' or "
                 "'checkpoint').")
-        trained_with = recipe
-        new = (recipe or recipe_beside(file)).with_overrides(overrides)
-        changes: dict[str, Any] = {"backbone.weights": "none"}  # the weights come from the file
-        target = new["save"]["path"]
-        if target and Path(target).resolve() == file.parent.resolve():
-            changes["save.path"] = f"{file.parent}-retrained"  # never over the source run
-        new = new.with_overrides(changes)
+        new = retrain_recipe((recipe or recipe_beside(file)).with_overrides(overrides), file)
         self.validate(new, data=data is None)
         path = self._new_run_folder(new)
         run = self.build(new)
-        loaded = self.load_model(file, format=fmt.name, safe_mode=safe_mode, recipe=trained_with)
+        loaded = self.load_model(file, format=fmt.name, safe_mode=safe_mode, recipe=recipe)
         copy_weights(loaded, run.model, file)
         return self._train_and_save(run, data, path)
 

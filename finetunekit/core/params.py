@@ -9,6 +9,7 @@ checked exactly like a built-in's.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ REQUIRED: Any = _Required()
 """Marker default for a key the recipe must give."""
 
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list"}
+_PLURALS = {int: "integers", float: "numbers", str: "strings", bool: "booleans", list: "lists"}
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ class Param:
         types = self.type if isinstance(self.type, tuple) else (self.type,)
         text = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types)
         if list in types and self.items is not None:
-            text += f" of {_TYPE_NAMES.get(self.items, self.items.__name__)}s"
+            text += f" of {_PLURALS.get(self.items, self.items.__name__)}"
         if self.length is not None:
             text += f" of length {self.length}"
         return text
@@ -79,6 +81,8 @@ def _is_instance(value: Any, typ: type) -> bool:
 
 
 def _check_bounds(key: str, value: Any, param: Param) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise RecipeError(f"'{key}' must be a finite number. Received: {key}={value!r}.")
     if param.min is not None and value < param.min:
         raise RecipeError(f"'{key}' must be >= {param.min}. Received: {key}={value!r}.")
     if param.max is not None and value > param.max:

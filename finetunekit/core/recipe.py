@@ -57,7 +57,7 @@ CORE_KEYS: dict[str, dict[str, Param]] = {
         "epochs": Param(int, 10, min=0, help="epochs (a strategy may split them into stages)"),
         "feature_cache": Param(str, "auto", choices=("auto", "off"),
                                help="train a frozen-base stage's head on cached features"),
-        "seed": Param(int, 0, min=0, help="seeds Python, NumPy and the backend"),
+        "seed": Param(int, 0, min=0, max=2**32 - 1, help="seeds Python, NumPy and the backend"),
         "precision": Param(str, "float32", choices=("float32", "mixed_float16", "mixed_bfloat16"),
                            help="Keras dtype policy of the model; the head's output stays float32"),
         "distribution": Param(str, "none",
@@ -155,6 +155,11 @@ class Recipe:
             )
         for name, schema in CORE_KEYS.items():
             body = dict(copy.deepcopy(sections.get(name, {})))
+            unknown = sorted(set(body) - set(schema)) if name not in NAME_KEYS else []
+            if unknown:  # a section without a component: every key is the engine's
+                raise RecipeError(
+                    f"Unknown key '{name}.{unknown[0]}'. Known: {', '.join(sorted(schema))}."
+                    f"{did_you_mean(unknown[0], schema)}")
             for key, param in schema.items():
                 full = f"{name}.{key}"
                 if key in body:

@@ -166,3 +166,13 @@ def recipe_beside(file: Path) -> Recipe:
             f"'{file}' needs its recipe, and there is no recipe.toml beside it. Pass the "
             "recipe it was trained with (--recipe FILE, or recipe=...).")
     return Recipe.from_toml(beside)
+
+
+def retrain_recipe(recipe: Recipe, file: Path) -> Recipe:
+    """`recipe` for training the model in `file` further: the weights come from the file,
+    not ``backbone.weights``, and the new run never writes over the run it came from."""
+    changes: dict[str, Any] = {"backbone.weights": "none"}
+    target = recipe["save"]["path"]
+    if target and Path(target).resolve() == file.parent.resolve():
+        changes["save.path"] = f"{file.parent}-retrained"
+    return recipe.with_overrides(changes)

@@ -82,3 +82,25 @@ def test_overrides_parse_toml_values_and_plain_strings():
     assert recipe["optimizer"]["learning_rate"] == 2e-5
     with pytest.raises(RecipeError, match="Unknown recipe section"):
         Recipe.from_dict(_base()).with_overrides(["stratgy.name=full"])
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("train", "epoch", 50, "Unknown key 'train.epoch'. Known: distribution, epochs, "),
+    ("optimizer", "learning_rate", float("nan"), "'optimizer.learning_rate' must be a finite number"),
+    ("optimizer", "learning_rate", float("inf"), "'optimizer.learning_rate' must be a finite number"),
+    ("train", "seed", 2**32, "'train.seed' must be <= 4294967295"),
+])
+def test_keys_without_a_component_and_non_finite_or_out_of_range_values_are_refused(
+        section, key, value, message):
+    with pytest.raises(RecipeError) as info:
+        Recipe.from_dict({"backbone": {"name": "vgg16"}, section: {key: value}})
+    assert message in str(info.value)
+    if key == "epoch":
+        assert "Did you mean 'epochs'?" in str(info.value)
+
+
+def test_list_types_read_naturally():
+    from finetunekit import Param
+
+    assert Param(list, [], items=str).describe_type() == "a list of strings"
+    assert Param(list, [1, 1], items=int, length=2).describe_type() == "a list of integers of length 2"

@@ -13,7 +13,7 @@ import os
 import signal
 
 from finetunekit import Plan, Stage, Strategy, hookimpl
-from finetunekit.core import checkpoint, persistence
+from finetunekit.core import checkpoint, run_folder
 
 KIND, _, WHEN = os.environ.get("FINETUNEKIT_TEST_KILL", "").partition(":")
 
@@ -39,24 +39,24 @@ if KIND == "mid-write":
     checkpoint.np.savez = savez
 
 if KIND == "before-rename":
-    real_replace = checkpoint.os.replace
+    real_replace = run_folder.os.replace
 
     def replace(src, dst):
         if str(dst).endswith(_epoch_file(WHEN)):
             _die()
         return real_replace(src, dst)
 
-    checkpoint.os.replace = replace
+    run_folder.os.replace = replace
 
 if KIND == "final-save":
-    real_save_replace = persistence.os.replace
+    real_save_replace = run_folder.os.replace
 
     def final_replace(src, dst):
         if str(dst).endswith("model.keras"):
             _die()
         return real_save_replace(src, dst)
 
-    persistence.os.replace = final_replace
+    run_folder.os.replace = final_replace
 
 
 @hookimpl(trylast=True)
