@@ -159,6 +159,7 @@ def describe(recipe, overrides, plugins, as_json):
         click.echo(json.dumps(info, indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
@@ -166,7 +167,7 @@ def describe(recipe, overrides, plugins, as_json):
     for column in ("layer", "part", "trainable", "params"):
         table.add_column(column, justify="right" if column == "params" else "left")
     for row in info["layers"]:
-        table.add_row(row["name"], row["part"], "yes" if row["trainable"] else "",
+        table.add_row(escape(row["name"]), row["part"], "yes" if row["trainable"] else "",
                       f"{row['params']:,}")
     console.print(table)
     console.print(f"total params {info['total_params']:,}  trainable {info['trainable_params']:,}  "
@@ -189,13 +190,15 @@ def list_components(plugins, as_json):
         click.echo(json.dumps(rows, indent=2, default=str))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table()
     for column in ("kind", "name", "plugin", "description"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["kind"], row["name"], row["plugin"], row["description"])
+        # descriptions hold brackets ("finetunekit[keras-cv]") that rich would read as markup
+        table.add_row(*(escape(str(row[key])) for key in ("kind", "name", "plugin", "description")))
     Console().print(table)
 
 

@@ -81,6 +81,12 @@ def test_list_names_each_components_plugin():
     assert ("backbone", "efficientnetv2s") in rows
 
 
+def test_list_table_keeps_brackets_in_descriptions():
+    result = CliRunner().invoke(main, ["list"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0
+    assert 'pip install "finetunekit[keras-cv]"' in result.output
+
+
 def _image_folder(root: Path, classes=("cats", "dogs"), per_class=4, size=40) -> Path:
     rng = np.random.default_rng(0)
     for name in classes:
