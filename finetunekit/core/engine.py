@@ -124,9 +124,13 @@ class Engine:
         run_dir = Path(run_dir)
         checkpoint = latest_checkpoint(run_dir)
         recipe = Recipe.from_string(checkpoint.recipe, source=str(checkpoint.path))
+        run = self.build(recipe)
+        if checkpoint.epoch >= run.plan.epochs and any(run_dir.glob("model.*")):
+            raise PersistenceError(
+                f"Run '{run_dir}' is finished: it trained all {run.plan.epochs} epoch(s) and "
+                "saved its model. Nothing to resume; use 'finetunekit retrain' to train it further.")
         writes = self.distributions.writes(recipe["train"]["distribution"])
-        return self._train_and_save(self.build(recipe), data, run_dir if writes else None,
-                                    resume=checkpoint)
+        return self._train_and_save(run, data, run_dir if writes else None, resume=checkpoint)
 
     def retrain(self, model_path: str | Path, *, recipe: Recipe | None = None,
                 overrides: Iterable[str] | dict[str, Any] = (), data: Data | None = None,

@@ -106,3 +106,17 @@ def test_resume_without_checkpoints_is_a_clear_error(tmp_path):
     result = _cli("resume", tmp_path / "empty")
     assert result.returncode == 2
     assert "No checkpoint in" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_resume_of_a_finished_run_says_so_and_leaves_it_alone(tmp_path):
+    from finetunekit import Engine, PersistenceError
+    from finetunekit.testing import tiny_data, tiny_recipe
+
+    engine = Engine(entry_points=False)
+    recipe = tiny_recipe(epochs=1, save={"path": str(tmp_path / "run")})
+    engine.run(recipe, data=tiny_data())
+    model = tmp_path / "run" / "model.keras"
+    before = model.stat().st_mtime_ns, model.read_bytes()
+    with pytest.raises(PersistenceError, match="is finished: it trained all 1 epoch"):
+        engine.resume(tmp_path / "run", data=tiny_data())
+    assert (model.stat().st_mtime_ns, model.read_bytes()) == before
