@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _EXPORTS = {
     "hookimpl": "finetunekit.core.manager",
@@ -43,7 +43,7 @@ _EXPORTS = {
     "DataError": "finetunekit.core.errors",
     "PersistenceError": "finetunekit.core.errors",
     "Preprocess": "finetunekit.plugins.backbones.preprocess",
-    "freezing": "finetunekit.plugins.strategies.freezing",
+    "freezing": "finetunekit.freezing",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -199,7 +199,8 @@ def call_hook(pm: pluggy.PluginManager, name: str, **kwargs: Any) -> Any:
 
 def require_result(pm: pluggy.PluginManager, name: str, result: Any,
                    what: Callable[[Any], bool], expected: str) -> Any:
-    """Check an action hook's result; a missing or wrong one breaks the contract.
+    """Check a hook's result (``finetunekit_export_model``'s model); a missing or wrong
+    one breaks the contract.
 
     The message lists the plugins implementing the hook (the culprit is among them).
     """

@@ -283,3 +283,31 @@ def test_a_head_layer_without_compute_output_shape_builds_and_trains(augment):
     run = engine.run(recipe, data=tiny_data(classes=3), save=False)
     assert run.model.output_shape == (None, 3)
     assert len(run.history) == 1
+
+
+def test_plugins_can_be_blocked_by_name_and_autoload_turned_off(monkeypatch, tmp_path):
+    # an installed package whose entry point would fail: autoload off skips it
+    dist = tmp_path / "broken_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[finetunekit]\nbroken = no_such_module_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginError, match="FINETUNEKIT_DISABLE_PLUGINS=broken"):
+        Engine()
+    monkeypatch.setenv("FINETUNEKIT_DISABLE_PLUGINS", "broken")
+    assert "partial" in Engine().catalogue.names("strategy")
+    monkeypatch.setenv("FINETUNEKIT_DISABLE_PLUGINS", "finetunekit.plugins.strategies.lora")
+    monkeypatch.setenv("FINETUNEKIT_DISABLE_PLUGIN_AUTOLOAD", "1")
+    names = Engine().catalogue.names("strategy")
+    assert "lora" not in names and "partial" in names
+
+
+def test_an_entry_point_raising_system_exit_is_a_named_error(monkeypatch, tmp_path):
+    dist = tmp_path / "exiting_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: exiting-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[finetunekit]\nexiting = exiting_plugin_xyz\n")
+    (tmp_path / "exiting_plugin_xyz.py").write_text("raise SystemExit(3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginError, match=r"Entry point 'exiting'.*SystemExit: 3"):
+        Engine()

@@ -1,9 +1,9 @@
 """Getting pretrained weights without hanging: Keras's downloader has no timeout.
 
 ``weights = "imagenet"`` asks Keras to download and cache the file. Offline, Keras's
-``urlretrieve`` can wait forever on a connection that never answers, so the engine first
-probes the download host with a hard deadline (in a daemon thread, which also bounds a
-hanging DNS look-up) and sets a socket timeout for the download itself.
+``urlretrieve`` can wait forever on a connection that never answers, so the backbones
+plugin first probes the download host with a hard deadline (in a daemon thread, which also
+bounds a hanging DNS look-up) and sets a socket timeout for the download itself.
 """
 
 from __future__ import annotations

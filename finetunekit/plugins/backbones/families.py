@@ -20,7 +20,7 @@ row per constructor with only what is its own (and may override a family field).
     Regular expression over the base's top-level layer names. A layer's key is
     ``re.match(block_pattern, name).group(1)``; an unmatched layer joins the current
     block (those before the first match form a stem block), and a new block starts
-    whenever the key changes (see :func:`finetunekit.core.freezing.group_blocks`).
+    whenever the key changes (see :func:`finetunekit.freezing.group_blocks`).
     Blocks are the family's natural coarse units (stages, else modules or cells), so
     "unfreeze the last N blocks" means something.
 

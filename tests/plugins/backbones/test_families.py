@@ -1,6 +1,6 @@
 """The backbone table: 40 rows that match keras.applications, and block patterns that
 cut one representative base per family into sensible blocks with the real
-:func:`~finetunekit.core.freezing.group_blocks`.
+:func:`~finetunekit.freezing.group_blocks`.
 """
 
 from __future__ import annotations
