@@ -179,6 +179,7 @@ def test_user_data_needs_train_and_validation(tmp_path):
     assert classes == 2 and data["source"] == "folder"
 
 
+@pytest.mark.slow  # five VGG16 trainings: ~20 s on two CPU cores
 def test_accuracy_every_strategy_and_seed_on_the_same_data(tmp_path):
     from dataclasses import replace
 

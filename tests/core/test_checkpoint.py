@@ -1,5 +1,10 @@
 """Resume after a kill: the same final weights as a run never interrupted, and no corrupt
-file under a final name, whenever the process dies."""
+file under a final name, whenever the process dies.
+
+The kill tests run the CLI in subprocesses (two per case, each loading TensorFlow), so
+they are marked ``slow``; the clear error on a folder without checkpoints stays in the
+default suite, in process.
+"""
 
 from __future__ import annotations
 
@@ -82,6 +87,7 @@ def uninterrupted(tmp_path_factory):
     return _weights(tmp_path / "reference")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill", [
     "after-epoch:2",     # at the stage boundary
     "mid-write:3",       # a half-written checkpoint in the second stage
@@ -102,10 +108,14 @@ def test_sigkill_then_resume_matches_the_uninterrupted_run(tmp_path, uninterrupt
 
 
 def test_resume_without_checkpoints_is_a_clear_error(tmp_path):
+    from click.testing import CliRunner
+
+    from finetunekit.cli import main
+
     (tmp_path / "empty").mkdir()
-    result = _cli("resume", tmp_path / "empty")
-    assert result.returncode == 2
-    assert "No checkpoint in" in result.stderr and "Traceback" not in result.stderr
+    result = CliRunner().invoke(main, ["resume", str(tmp_path / "empty")])
+    assert result.exit_code == 2, result.output
+    assert "No checkpoint in" in result.stderr and "Traceback" not in result.output
 
 
 def test_resume_of_a_finished_run_says_so_and_leaves_it_alone(tmp_path):

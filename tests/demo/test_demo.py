@@ -1,7 +1,9 @@
 """``finetunekit demo --quick``: the whole flow on the embedded digits, end to end.
 
 One quick demo (a few runs of VGG16 at 32x32 on a handful of images) is shared by the
-tests of this module: it is the slowest thing here, and every test only reads its output.
+tests that read its output; it takes about 45 s on two CPU cores, so those tests are
+marked ``slow``. The guard against overwriting a previous demo trains nothing and stays
+in the default suite.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def _target(rows, strategy, weights):
     return matches[0]
 
 
+@pytest.mark.slow
 def test_one_row_per_strategy_and_the_baseline(quick_demo):
     _, rows, _ = quick_demo
     assert rows[0]["task"].startswith("source") and rows[0]["weights"] == "random"
@@ -42,12 +45,14 @@ def test_one_row_per_strategy_and_the_baseline(quick_demo):
     assert len(rows) == 1 + len(variants(QUICK))
 
 
+@pytest.mark.slow
 def test_table_is_printed(quick_demo):
     _, _, text = quick_demo
     for word in (*STRATEGIES, "transferred", "random", "val acc", "trainable"):
         assert word in text
 
 
+@pytest.mark.slow
 def test_demo_json_has_the_same_rows(quick_demo):
     out, rows, _ = quick_demo
     saved = json.loads((out / "demo.json").read_text(encoding="utf-8"))
@@ -56,6 +61,7 @@ def test_demo_json_has_the_same_rows(quick_demo):
     assert saved["settings"]["backbone"] == QUICK.backbone
 
 
+@pytest.mark.slow
 def test_accuracies_are_fractions(quick_demo):
     _, rows, _ = quick_demo
     for row in rows:
@@ -65,6 +71,7 @@ def test_accuracies_are_fractions(quick_demo):
         assert math.isfinite(row["val_loss"])
 
 
+@pytest.mark.slow
 def test_trainable_params_grow_with_what_the_strategy_unfreezes(quick_demo):
     _, rows, _ = quick_demo
     fe, partial, full = (_target(rows, s, "transferred")["trainable_params"] for s in STRATEGIES)
@@ -73,6 +80,7 @@ def test_trainable_params_grow_with_what_the_strategy_unfreezes(quick_demo):
     assert all(row["total_params"] == rows[0]["total_params"] for row in rows)
 
 
+@pytest.mark.slow
 def test_run_folders_and_source_weights_are_written(quick_demo):
     out, rows, _ = quick_demo
     assert (out / SOURCE_WEIGHTS).is_file()
@@ -83,7 +91,15 @@ def test_run_folders_and_source_weights_are_written(quick_demo):
     assert SOURCE_WEIGHTS in transferred.read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_refuses_to_overwrite_a_previous_demo(quick_demo):
     out, _, _ = quick_demo
     with pytest.raises(PersistenceError, match="already holds a demo"):
         run_demo(out, quick=True, console=Console(quiet=True))
+
+
+def test_refuses_a_folder_that_holds_a_demo_before_training(tmp_path):
+    (tmp_path / "demo.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(PersistenceError, match="already holds a demo"):
+        run_demo(tmp_path, quick=True, console=Console(quiet=True))
+    assert [p.name for p in tmp_path.iterdir()] == ["demo.json"]

@@ -5,6 +5,11 @@ its own process at the moment named by FINETUNEKIT_TEST_KILL:
 * ``mid-write:N``: halfway through writing epoch N's checkpoint (a truncated temp file);
 * ``before-rename:N``: epoch N's checkpoint written in full but not yet renamed;
 * ``final-save``: while the final model file is being moved into place.
+
+The faults are injected where the process meets the file system (``numpy.savez``,
+``os.replace``), not inside finetunekit's modules: the test does not depend on how the
+package is laid out, only on the files it writes. This module is imported only in the
+subprocess the test kills.
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ from __future__ import annotations
 import os
 import signal
 
+import numpy as np
+
 from finetunekit import Plan, Stage, Strategy, hookimpl
-from finetunekit.core import checkpoint, run_folder
 
 KIND, _, WHEN = os.environ.get("FINETUNEKIT_TEST_KILL", "").partition(":")
 
@@ -26,37 +32,44 @@ def _epoch_file(epoch: str) -> str:
     return f"epoch-{int(epoch):04d}.ckpt"
 
 
+def _name(file) -> str:
+    """The path `file` (a path or an open file) writes to."""
+    if hasattr(file, "fileno"):
+        return os.readlink(f"/proc/self/fd/{file.fileno()}")
+    return str(file)
+
+
 if KIND == "mid-write":
-    real_savez = checkpoint.np.savez
+    real_savez = np.savez
 
     def savez(handle, *args, **kwargs):
-        if _epoch_file(WHEN) in os.readlink(f"/proc/self/fd/{handle.fileno()}"):
+        if _epoch_file(WHEN) in _name(handle):
             handle.write(b"PK\x03\x04 half a checkpoint")
             handle.flush()
             _die()
         return real_savez(handle, *args, **kwargs)
 
-    checkpoint.np.savez = savez
+    np.savez = savez
 
 if KIND == "before-rename":
-    real_replace = run_folder.os.replace
+    real_replace = os.replace
 
     def replace(src, dst):
         if str(dst).endswith(_epoch_file(WHEN)):
             _die()
         return real_replace(src, dst)
 
-    run_folder.os.replace = replace
+    os.replace = replace
 
 if KIND == "final-save":
-    real_save_replace = run_folder.os.replace
+    real_save_replace = os.replace
 
     def final_replace(src, dst):
         if str(dst).endswith("model.keras"):
             _die()
         return real_save_replace(src, dst)
 
-    run_folder.os.replace = final_replace
+    os.replace = final_replace
 
 
 @hookimpl(trylast=True)

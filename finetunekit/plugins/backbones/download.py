@@ -4,6 +4,9 @@
 ``urlretrieve`` can wait forever on a connection that never answers, so the backbones
 plugin first probes the download host with a hard deadline (in a daemon thread, which also
 bounds a hanging DNS look-up) and sets a socket timeout for the download itself.
+
+The probed host is Keras's, unless ``FINETUNEKIT_WEIGHTS_HOST`` names another
+``host:port``: the HTTPS proxy Keras's download goes through, or a local port in tests.
 """
 
 from __future__ import annotations
@@ -21,6 +24,30 @@ from finetunekit.core.errors import WeightsError
 
 DOWNLOAD_HOST = ("storage.googleapis.com", 443)
 DEFAULT_TIMEOUT = 20.0
+HOST_VARIABLE = "FINETUNEKIT_WEIGHTS_HOST"
+"""Environment variable naming the ``host:port`` to probe instead of :data:`DOWNLOAD_HOST`."""
+
+
+def download_host() -> tuple[str, int]:
+    """The host the probe tries: ``$FINETUNEKIT_WEIGHTS_HOST`` if set, else Keras's.
+
+    Behind a proxy, point it at the proxy (``proxy.example:3128``), which the download
+    goes through; tests point it at a local port that refuses or never answers.
+
+    Raises:
+        WeightsError: the variable is set but is not ``host:port``.
+    """
+    value = os.environ.get(HOST_VARIABLE, "").strip()
+    if not value:
+        return DOWNLOAD_HOST
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise WeightsError(
+            f"{HOST_VARIABLE} must be host:port, e.g. \"proxy.example:3128\". "
+            f"Received: {HOST_VARIABLE}={value!r}. Fix it, or unset it to probe "
+            f"{DOWNLOAD_HOST[0]}:{DOWNLOAD_HOST[1]}."
+        )
+    return host.strip("[]"), int(port)
 
 
 def keras_cache_dir() -> Path:
@@ -53,12 +80,15 @@ def probe(host: tuple[str, int] = DOWNLOAD_HOST, timeout: float = DEFAULT_TIMEOU
 
     Returns None if it worked, else a short reason.
     """
+    silent = f"no answer from {host[0]}:{host[1]} within {timeout:g} s"
     outcome: dict[str, str | None] = {}
 
     def attempt() -> None:
         try:
             socket.create_connection(host, timeout=timeout).close()
             outcome["error"] = None
+        except TimeoutError:  # the socket's deadline, a hair before the thread's
+            outcome["error"] = silent
         except OSError as exc:
             outcome["error"] = f"{type(exc).__name__}: {exc}"
 
@@ -66,7 +96,7 @@ def probe(host: tuple[str, int] = DOWNLOAD_HOST, timeout: float = DEFAULT_TIMEOU
     worker.start()
     worker.join(timeout)
     if worker.is_alive():
-        return f"no answer from {host[0]}:{host[1]} within {timeout:g} s"
+        return silent
     return outcome.get("error")
 
 
@@ -97,16 +127,22 @@ def build_with_imagenet(
     build: Callable[[], Any],
     *,
     timeout: float = DEFAULT_TIMEOUT,
-    host: tuple[str, int] = DOWNLOAD_HOST,
+    host: tuple[str, int] | None = None,
 ) -> Any:
     """Run `build` (a Keras constructor asked for ImageNet weights) with a bounded wait.
+
+    Args:
+        backbone_name: str. For the cache look-up and the error message.
+        build: callable. Builds the model; Keras downloads the weights inside it.
+        timeout: float. Seconds for the probe, and the download's socket timeout.
+        host: (host, port) or None. Where to probe; None: :func:`download_host`.
 
     Raises:
         WeightsError: the weights are not cached and the download host does not answer
             within `timeout`, or the download fails.
     """
     if not looks_cached(backbone_name):
-        reason = probe(host, timeout)
+        reason = probe(host or download_host(), timeout)
         if reason is not None:
             raise WeightsError(_offline_message(backbone_name, reason))
     try:

@@ -1,7 +1,12 @@
-"""Weights: a file, none, or ImageNet with a bounded wait offline."""
+"""Weights: a file, none, or ImageNet with a bounded wait offline.
+
+The offline cases point the download probe (``FINETUNEKIT_WEIGHTS_HOST``) at a port on
+127.0.0.1 that refuses, or that never answers: no network, nothing patched.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 
@@ -9,7 +14,7 @@ import numpy as np
 import pytest
 
 from finetunekit import Backbone, Engine, WeightsError, hookimpl
-from finetunekit.plugins.backbones import download as weights_mod
+from finetunekit.plugins.backbones.download import HOST_VARIABLE, build_with_imagenet
 from finetunekit.testing import tiny_recipe
 
 
@@ -30,14 +35,39 @@ def test_weights_file_of_another_architecture_is_a_clear_error(engine, tmp_path)
         engine.build(tiny_recipe(backbone={"weights": str(path)}))
 
 
-def test_imagenet_offline_fails_fast_with_how_to_supply_a_file(monkeypatch, tmp_path):
-    """The download host never answers: fail within the deadline, not hang forever."""
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """An empty Keras cache, so that ImageNet weights would have to be downloaded."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
 
-    def hang(*args, **kwargs):
-        time.sleep(60)
 
-    monkeypatch.setattr(weights_mod.socket, "create_connection", hang)
+@contextlib.contextmanager
+def listening(backlog: int = 8):
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(backlog)
+        yield server.getsockname()
+
+
+@pytest.fixture
+def refusing_port() -> int:
+    """A loopback port nothing listens on: connecting is refused at once."""
+    with listening() as (_, port):
+        pass
+    return port
+
+
+@pytest.fixture
+def silent_port():
+    """A loopback port that never answers: a listener that never accepts, whose queue
+    (backlog 0) one connection fills; the kernel then drops further handshakes."""
+    with listening(backlog=0) as address, socket.create_connection(address):
+        yield address[1]
+
+
+def test_imagenet_offline_fails_fast_with_how_to_supply_a_file(offline, monkeypatch, silent_port):
+    """The download host never answers: fail within the deadline, not hang forever."""
+    monkeypatch.setenv(HOST_VARIABLE, f"127.0.0.1:{silent_port}")
     engine = Engine(entry_points=False)
     started = time.monotonic()
     with pytest.raises(WeightsError) as info:
@@ -47,30 +77,32 @@ def test_imagenet_offline_fails_fast_with_how_to_supply_a_file(monkeypatch, tmp_
     assert "no answer" in message and "backbone.weights" in message and '"none"' in message
 
 
-def test_imagenet_unreachable_host_fails_with_the_same_advice(monkeypatch, tmp_path):
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-
-    def refuse(*args, **kwargs):
-        raise socket.gaierror(-2, "Name or service not known")
-
-    monkeypatch.setattr(weights_mod.socket, "create_connection", refuse)
-    with pytest.raises(WeightsError, match="Name or service not known.*backbone.weights"):
+def test_imagenet_unreachable_host_fails_with_the_same_advice(offline, monkeypatch, refusing_port):
+    monkeypatch.setenv(HOST_VARIABLE, f"127.0.0.1:{refusing_port}")
+    with pytest.raises(WeightsError, match="Connection refused.*backbone.weights"):
         Engine(entry_points=False).build(tiny_recipe(backbone={"weights": "imagenet"}))
 
 
-def test_socket_timeout_is_restored(monkeypatch, tmp_path):
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setattr(weights_mod, "probe", lambda *a, **k: None)
+def test_a_weights_host_that_is_not_host_and_port_is_named(offline, monkeypatch):
+    monkeypatch.setenv(HOST_VARIABLE, "proxy.example")
+    with pytest.raises(WeightsError, match=f"{HOST_VARIABLE} must be host:port.*'proxy.example'"):
+        Engine(entry_points=False).build(tiny_recipe(backbone={"weights": "imagenet"}))
+
+
+def test_socket_timeout_is_restored(offline):
     seen = []
-    result = weights_mod.build_with_imagenet("x", lambda: seen.append(socket.getdefaulttimeout()) or 1,
-                                             timeout=7)
+    with listening() as host:  # the probe connects
+        result = build_with_imagenet("x", lambda: seen.append(socket.getdefaulttimeout()) or 1,
+                                     timeout=7, host=host)
     assert result == 1 and seen == [7]
     assert socket.getdefaulttimeout() is None
 
 
-def test_a_plugin_backbone_gets_imagenet_requests_without_the_keras_probe(monkeypatch):
-    """The download guard belongs to the built-in backbones, not the engine."""
-    monkeypatch.setattr(weights_mod, "probe", lambda *a, **k: pytest.fail("probed"))
+def test_a_plugin_backbone_gets_imagenet_requests_without_the_keras_probe(offline, monkeypatch,
+                                                                         refusing_port):
+    """The download guard belongs to the built-in backbones, not the engine: a probe of
+    this refusing host would fail the build."""
+    monkeypatch.setenv(HOST_VARIABLE, f"127.0.0.1:{refusing_port}")
     seen = []
 
     class Own:
