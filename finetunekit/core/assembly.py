@@ -22,7 +22,7 @@ from finetunekit.core.errors import DataError, PluginError, RecipeError
 from finetunekit.core.mixing import LabelMixing
 from finetunekit.core.precision import output_dtype
 from finetunekit.core.recipe import Recipe
-from finetunekit.core.training import Run
+from finetunekit.core.training import Run, fresh_metric
 from finetunekit.core.weights import load_weights_file
 
 
@@ -146,7 +146,10 @@ def compile_stage(catalogue: Catalogue, run: Run, index: int,
                    for layer in run.base.layers if layer.name in stage.lr_scales
                    for variable in layer.weights}
         stages.scale_learning_rates(opt, lambda variable: by_path.get(variable.path, 1.0))
-    run.model.compile(optimizer=opt, loss=run.head.loss, metrics=run.head.metrics)
+    # fresh metric objects per stage: a metric compiled into the previous stage's model
+    # keeps counting there (validation batches included) and would leak into this one
+    run.model.compile(optimizer=opt, loss=run.head.loss,
+                      metrics=[fresh_metric(m) for m in run.head.metrics])
 
 
 def describe(run: Run) -> dict[str, Any]:

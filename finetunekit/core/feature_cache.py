@@ -23,6 +23,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from finetunekit.core.training import fresh_metric
+
 DEFAULT_MEMORY_LIMIT = 1 << 30
 
 
@@ -122,10 +124,3 @@ def head_stage(cache: FeatureCache, run: Any, data: Any, batch_size: int) -> tup
                     metrics=[fresh_metric(m) for m in run.head.metrics])
     return trainer, replace(data, train=features(data.train),
                             validation=features(data.validation), report=None)
-
-
-def fresh_metric(metric: Any) -> Any:
-    """A new metric like `metric`, so two compiled models never share metric state."""
-    if isinstance(metric, keras.metrics.Metric):
-        return metric.__class__.from_config(metric.get_config())
-    return metric

@@ -194,3 +194,11 @@ def copy_weights(source: Any, target: Any, file: Path) -> None:
         )
     for a, b in pairs:
         b.assign(a)
+
+
+def fresh_metric(metric: Any) -> Any:
+    """A new metric like `metric`, so two compiled models (two stages, or a stage and its
+    cached head) never share metric state."""
+    if isinstance(metric, keras.metrics.Metric):
+        return metric.__class__.from_config(metric.get_config())
+    return metric
