@@ -174,7 +174,7 @@ def describe(recipe, overrides, plugins, as_json):
                   f"non-trainable {info['non_trainable_params']:,}")
     for i, stage in enumerate(info["plan"], 1):
         console.print(f"stage {i}: {stage['name']}, {stage['epochs']} epoch(s), lr "
-                      f"{stage['learning_rate']:g}, {len(stage['trainable_layers'])} trainable base "
+                      f"{stage['learning_rate']:g}, {len(stage['trained_layers'])} trainable base "
                       f"layer(s), {stage['trainable_params']:,} trainable params, BatchNorm "
                       f"{stage['batchnorm']}")
 

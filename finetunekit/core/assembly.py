@@ -167,7 +167,7 @@ def describe(run: Run) -> dict[str, Any]:
     plan = []
     for index, stage in enumerate(run.plan.stages):
         compose(run, index)
-        plan.append({**stage.to_dict(),
+        plan.append({**stage.to_dict(), "trained_layers": run.trained_layers(index),
                      "trainable_params": stages.trainable_param_count(run.model)})
     compose(run, 0)
     total = int(run.model.count_params())

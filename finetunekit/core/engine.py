@@ -295,7 +295,9 @@ class Engine:
         run.path.mkdir(parents=True, exist_ok=True)
         self.save_model(run.model, run.path / f"model{fmt.suffix}", fmt.name, run=run)
         write_run_files(run.path, run.recipe, run.history, {
-            "stages": [s.to_dict() for s in run.plan.stages], "class_names": run.class_names})
+            "stages": [{**stage.to_dict(), "trained_layers": run.trained_layers(index)}
+                       for index, stage in enumerate(run.plan.stages)],
+            "class_names": run.class_names})
         return run.path
 
     def save_model(self, model: Any, path: str | Path, format: str = "keras", *,

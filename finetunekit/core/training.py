@@ -13,6 +13,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from finetunekit.core import stages
 from finetunekit.core.components import BuiltHead, Data, Plan, Stage
 from finetunekit.core.errors import DataError, PersistenceError
 from finetunekit.core.recipe import Recipe
@@ -60,6 +61,27 @@ class Run:
     @property
     def stage(self) -> Stage:
         return self.plan.stages[self.stage_index]
+
+    def trained_layers(self, index: int | None = None) -> list[str]:
+        """The base's layers with a weight that trains in stage `index` (default: the
+        current one): what a stage really trains, unlike ``stage.trainable``, which may
+        name layers without weights (pooling) or BatchNorm layers kept frozen.
+
+        The stage's flags are applied to read them, then the current stage's put back.
+        """
+        def trained() -> list[str]:
+            return [layer.name for layer in self.base.layers
+                    if any(weight.trainable for weight in layer.weights)]
+
+        if index is None or index == self.stage_index:
+            return trained()
+        for position in (index, self.stage_index):
+            stage = self.plan.stages[position]
+            stages.apply_trainable(self.base, stage.trainable, train_bn=stage.train_bn,
+                                   variables=stage.variables, original=self.variable_flags)
+            if position == index:
+                names = trained()
+        return names
 
 
 

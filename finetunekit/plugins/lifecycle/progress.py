@@ -30,7 +30,7 @@ class RichProgress:
 
     @hookimpl
     def finetunekit_stage_start(self, run, stage, index):
-        trainable = sum(1 for layer in run.base.layers if layer.trainable and layer.weights)
+        trainable = len(run.trained_layers(index))
         self.console.print(
             f"[bold]stage {index + 1}/{len(run.plan.stages)}[/] {stage.name}: "
             f"{stage.epochs} epoch(s), lr {stage.learning_rate:g}, "
