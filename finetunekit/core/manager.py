@@ -18,7 +18,7 @@ from typing import Any
 import pluggy
 
 from finetunekit.core import hookspecs
-from finetunekit.core.errors import FinetunekitError, PluginError, did_you_mean
+from finetunekit.core.errors import FinetunekitError, PluginError, did_you_mean, environment_error
 
 PROJECT = "finetunekit"
 
@@ -190,6 +190,10 @@ def call_hook(pm: pluggy.PluginManager, name: str, **kwargs: Any) -> Any:
         raise
     except Exception as exc:
         plugin = _blame(hook, exc.__traceback__) or "unknown"
+        # a full disk or a lack of memory is the machine's state, not the plugin's fault
+        cause = environment_error(exc, f"plugin '{plugin}' ran hook '{name}'")
+        if cause is not None:
+            raise cause from exc
         raise PluginError(
             f"Plugin '{plugin}' failed in hook '{name}': {type(exc).__name__}: {exc}",
             plugin=plugin,
