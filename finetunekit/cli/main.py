@@ -36,8 +36,8 @@ HOOK = "finetunekit_register_commands"
 
 
 def _fail(message: str) -> None:
-    # a path inside the message may hold a newline or a terminal escape
-    click.echo(f"Error: {printable(message, keep_newlines=True)}", err=True)
+    # one line, whatever a path inside the message holds (a newline, a terminal escape)
+    click.echo(f"Error: {printable(message)}", err=True)
     sys.exit(2)
 
 
