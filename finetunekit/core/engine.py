@@ -43,6 +43,7 @@ from finetunekit.core.run_folder import (
     check_run_folder,
     hold_run_folder,
     locate_model,
+    refuse_if_held,
     recipe_beside,
     retrain_recipe,
     save_model,
@@ -135,7 +136,11 @@ class Engine:
                 message names the keys), or another process holds the folder.
         """
         run_dir = Path(run_dir)
-        checkpoint, recipe = resume_point(run_dir)
+        try:
+            checkpoint, recipe = resume_point(run_dir)
+        except PersistenceError:
+            refuse_if_held(run_dir)  # a run that has not written its recipe yet holds it
+            raise
         writes = self.distributions.writes(recipe["train"]["distribution"])
         with hold_run_folder(run_dir, "resume") if writes else contextlib.nullcontext():
             if writes and checkpoint is not None and list_checkpoints(run_dir)[-1:] != [checkpoint.path]:

@@ -63,7 +63,9 @@ def register_plugin(pm: pluggy.PluginManager, plugin: Any) -> str:
     if isinstance(plugin, str):
         try:
             plugin = importlib.import_module(plugin)
-        except Exception as exc:  # an import error inside the plugin is the plugin's fault
+        except BaseException as exc:  # the plugin's fault; SystemExit too, as for entry points
+            if isinstance(exc, KeyboardInterrupt):
+                raise
             raise PluginError(
                 f"Could not import plugin module '{plugin}': {type(exc).__name__}: {exc}. "
                 "Check the name is importable (python -c 'import NAME').",

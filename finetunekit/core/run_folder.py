@@ -202,11 +202,7 @@ def _lock(path: Path) -> int:
         except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)
-            raise PersistenceError(
-                f"Run folder '{printable(path)}' is in use by another finetunekit process: "
-                f"{_holder_text(holder)}. Two processes must not write one run folder. Wait "
-                "for it to end (its lock goes with it, even if it is killed), or choose "
-                "another save.path.") from None
+            raise _held(path, holder) from None
         except OSError as exc:
             os.close(fd)
             raise _unwritable(path, exc) from exc
@@ -217,6 +213,34 @@ def _lock(path: Path) -> int:
         if same:
             return fd
         os.close(fd)  # the holder removed the file as we opened it: take the new one
+
+
+def refuse_if_held(path: Path) -> None:
+    """Raise the error :func:`hold_run_folder` would if another process holds `path`;
+    nothing otherwise. For a check that runs before the folder is held (``resume``
+    reading a folder whose run has not written its recipe yet)."""
+    import fcntl
+
+    try:
+        fd = os.open(path / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return  # no lock file: nobody holds it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _held(path, _read_holder(fd)) from None
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _held(path: Path, holder: dict[str, Any]) -> PersistenceError:
+    return PersistenceError(
+        f"Run folder '{printable(path)}' is in use by another finetunekit process: "
+        f"{_holder_text(holder)}. Two processes must not write one run folder. Wait "
+        "for it to end (its lock goes with it, even if it is killed), or choose "
+        "another save.path.")
 
 
 def remove_temporary_files(path: Path) -> list[Path]:
