@@ -5,8 +5,8 @@ its own process at the moment named by FINETUNEKIT_TEST_KILL:
 * ``mid-write:N``: halfway through writing epoch N's checkpoint (a truncated temp file);
 * ``before-rename:N``: epoch N's checkpoint written in full but not yet renamed;
 * ``final-save``: while the final model file is being moved into place;
-* ``hold:SECONDS``: no kill; the run waits SECONDS at its start, holding its run folder
-  (for the concurrent-run tests).
+* ``hold:PATH``: no kill; the run waits at its start, holding its run folder, until PATH
+  exists (at most 5 minutes), for the concurrent-run tests.
 
 The faults are injected where the process meets the file system (``numpy.savez``,
 ``os.replace``), not inside finetunekit's modules: the test does not depend on how the
@@ -78,7 +78,9 @@ if KIND == "final-save":
 @hookimpl
 def finetunekit_run_start(run):
     if KIND == "hold":
-        time.sleep(float(WHEN))
+        deadline = time.monotonic() + 300
+        while not os.path.exists(WHEN) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 @hookimpl(trylast=True)
