@@ -42,6 +42,7 @@ _EXPORTS = {
     "WeightsError": "finetunekit.core.errors",
     "DataError": "finetunekit.core.errors",
     "PersistenceError": "finetunekit.core.errors",
+    "ResourceError": "finetunekit.core.errors",
     "Preprocess": "finetunekit.plugins.backbones.preprocess",
     "freezing": "finetunekit.freezing",
 }

@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from finetunekit.core.errors import FinetunekitError, PluginError
+from finetunekit.core.errors import FinetunekitError, PluginError, environment_error, printable
 from finetunekit.core.manager import get_plugin_manager
 
 # Quiet TensorFlow's C++ start-up logging before Keras is imported.
@@ -36,12 +36,18 @@ HOOK = "finetunekit_register_commands"
 
 
 def _fail(message: str) -> None:
-    click.echo(f"Error: {message}", err=True)
+    # one line, whatever a path inside the message holds (a newline, a terminal escape)
+    click.echo(f"Error: {printable(message)}", err=True)
     sys.exit(2)
 
 
 def handle_errors(fn):
     """Turn finetunekit's own errors into exit code 2 with the message; for commands.
+
+    The machine's errors get the same path (:func:`~finetunekit.core.errors.environment_error`):
+    out of memory (``MemoryError``, TensorFlow's ``ResourceExhaustedError``, found by class
+    name so TensorFlow need not be installed), a full disk, a read-only or forbidden
+    folder. Any other exception is a bug and keeps its traceback.
 
     A plugin's command can use it too: ``@handle_errors`` under ``@cli.command()``.
     """
@@ -55,6 +61,11 @@ def handle_errors(fn):
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(130)
+        except Exception as exc:
+            cause = environment_error(exc)
+            if cause is None:
+                raise
+            _fail(str(cause))
 
     return wrapper
 

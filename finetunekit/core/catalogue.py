@@ -25,6 +25,7 @@ from finetunekit.core.errors import (
     PluginError,
     RecipeError,
     UnknownComponentError,
+    environment_error,
     unknown_name_message,
 )
 from finetunekit.core.distribution import check_distribution
@@ -247,6 +248,10 @@ class Catalogue:
         except FinetunekitError:
             raise
         except Exception as exc:
+            # a full disk or a lack of memory is the machine's state, not the plugin's fault
+            cause = environment_error(exc, f"{where[0].lower()}{where[1:]} ran {attr}()")
+            if cause is not None:
+                raise cause from exc
             raise PluginError(f"{where} failed in {attr}(): {type(exc).__name__}: {exc}",
                               plugin=plugin, hook=f"{kind}.{attr}") from exc
         if expect is not None and not expect[0](result):

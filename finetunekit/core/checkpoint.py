@@ -24,7 +24,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from finetunekit.core.errors import PersistenceError
+from finetunekit.core.errors import PersistenceError, printable
+from finetunekit.core.recipe import Recipe
 from finetunekit.core.run_folder import CHECKPOINT_DIR, atomic_write
 
 SUFFIX = ".ckpt"
@@ -100,18 +101,104 @@ def read_checkpoint(path: Path) -> Checkpoint:
     try:
         with np.load(path, allow_pickle=False) as archive:
             meta = json.loads(str(archive["meta"]))
-            if meta.get("finetunekit_checkpoint") != VERSION:
+            if not isinstance(meta, dict) or meta.get("finetunekit_checkpoint") != VERSION:
                 raise KeyError("finetunekit_checkpoint")
+            _check_meta(meta, path)
             model = [(p, archive[f"m{i}"]) for i, p in enumerate(meta["model_paths"])]
             optimizer = [(p, archive[f"o{i}"]) for i, p in enumerate(meta["optimizer_paths"])]
+    except PersistenceError:
+        raise
     except (KeyError, ValueError, OSError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
         raise PersistenceError(
-            f"'{path}' is not a readable finetunekit checkpoint ({type(exc).__name__}: {exc})."
+            f"'{printable(path)}' is not a readable finetunekit checkpoint "
+            f"({type(exc).__name__}: {printable(exc)})."
         ) from exc
     return Checkpoint(path=path, epoch=int(meta["epoch"]), stage_index=int(meta["stage_index"]),
                       recipe=meta["recipe"], history=meta["history"],
                       steps_per_epoch=meta.get("steps_per_epoch"), model=model,
                       optimizer=optimizer)
+
+
+_META_TYPES = {
+    "epoch": ("a whole number >= 0", lambda v: type(v) is int and v >= 0),
+    "stage_index": ("a whole number >= 0", lambda v: type(v) is int and v >= 0),
+    "recipe": ("a string (the recipe as TOML)", lambda v: isinstance(v, str)),
+    "history": ("a list of tables (one per epoch)",
+                lambda v: isinstance(v, list) and all(isinstance(row, dict) for row in v)),
+    "model_paths": ("a list of variable paths (strings)",
+                    lambda v: isinstance(v, list) and all(isinstance(p, str) for p in v)),
+    "optimizer_paths": ("a list of variable paths (strings)",
+                        lambda v: isinstance(v, list) and all(isinstance(p, str) for p in v)),
+    "steps_per_epoch": ("a whole number or null",
+                        lambda v: v is None or (type(v) is int and v > 0)),
+}
+
+
+def _check_meta(meta: dict[str, Any], path: Path) -> None:
+    """Refuse metadata of the wrong shape with the field at fault: a crafted or damaged
+    file must not end in a TypeError deep inside the restore."""
+    for field, (expected, ok) in _META_TYPES.items():
+        if field == "steps_per_epoch" and field not in meta:
+            continue
+        if field not in meta or not ok(meta[field]):
+            received = repr(meta.get(field, "(missing)"))
+            raise PersistenceError(
+                f"'{printable(path)}': the checkpoint's metadata is malformed: '{field}' should "
+                f"be {expected}. Received: {printable(received[:80])}. The file is damaged or "
+                "was not written by finetunekit; resume from an older checkpoint (delete this "
+                "one) or start the run over.")
+
+
+def resume_point(run_dir: Path) -> tuple[Checkpoint | None, Recipe]:
+    """Where ``resume`` continues a run folder: its newest checkpoint and that
+    checkpoint's recipe, or, when it has none yet, (None, its recipe.toml).
+
+    Raises:
+        PersistenceError: the folder has neither; or its recipe.toml differs from the
+            checkpoint's recipe (a user's edit resume would otherwise silently undo): the
+            message names every key that differs.
+    """
+    run_dir = Path(run_dir)
+    beside = run_dir / "recipe.toml"
+    if not list_checkpoints(run_dir):
+        if beside.is_file():
+            return None, Recipe.from_toml(beside)
+        latest_checkpoint(run_dir)  # raises: nothing to resume from
+    checkpoint = latest_checkpoint(run_dir)
+    recipe = Recipe.from_string(checkpoint.recipe, source=str(checkpoint.path))
+    if beside.is_file():
+        try:
+            edited = Recipe.from_toml(beside)
+        except Exception as exc:  # an edit that broke the file is an edit too
+            raise PersistenceError(
+                f"'{printable(beside)}' was changed since checkpoint "
+                f"'{printable(checkpoint.path.name)}' was written and no longer reads as a "
+                f"recipe ({printable(exc)}). Resume continues the run the checkpoint holds: "
+                "restore recipe.toml, or delete it to resume from the checkpoint's recipe."
+            ) from exc
+        changed = _differences(recipe.to_dict(), edited.to_dict())
+        if changed:
+            listed = "; ".join(f"{key}: checkpoint {old!r}, recipe.toml {new!r}"
+                               for key, old, new in changed[:10])
+            raise PersistenceError(
+                f"'{printable(beside)}' differs from the recipe of checkpoint "
+                f"'{printable(checkpoint.path.name)}' in {len(changed)} key(s): "
+                f"{printable(listed)}. Resume continues the run the checkpoint holds and "
+                "will not apply or undo an edit silently. Undo the edit to resume; or train "
+                "the edited recipe as a new run ('finetunekit run RECIPE --set "
+                "save.path=NEW_FOLDER'), or train the saved model further with "
+                "'finetunekit retrain'.")
+    return checkpoint, recipe
+
+
+def _differences(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]
+                 ) -> list[tuple[str, Any, Any]]:
+    missing = "(not set)"
+    flat_old = {f"{s}.{k}": v for s, keys in old.items() for k, v in keys.items()}
+    flat_new = {f"{s}.{k}": v for s, keys in new.items() for k, v in keys.items()}
+    return [(key, flat_old.get(key, missing), flat_new.get(key, missing))
+            for key in sorted(set(flat_old) | set(flat_new))
+            if flat_old.get(key, missing) != flat_new.get(key, missing)]
 
 
 def _generic(path: str) -> str:
@@ -184,8 +271,9 @@ def latest_checkpoint(run_dir: Path) -> Checkpoint:
     found = list_checkpoints(run_dir)
     if not found:
         raise PersistenceError(
-            f"No checkpoint in '{Path(run_dir) / CHECKPOINT_DIR}'. Resume needs a run folder "
-            "written by 'finetunekit run' with save.keep_checkpoints > 0.")
+            f"No checkpoint in '{printable(Path(run_dir) / CHECKPOINT_DIR)}'. Resume needs a "
+            "run folder written by 'finetunekit run' (with a checkpoint, or at least its "
+            "recipe.toml to start over from).")
     return read_checkpoint(found[-1])
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,13 +26,14 @@ from finetunekit.core import assembly
 from finetunekit.core.catalogue import Catalogue
 from finetunekit.core.checkpoint import (
     Checkpoint,
-    latest_checkpoint,
+    list_checkpoints,
     restore_model,
     restore_optimizer,
+    resume_point,
 )
 from finetunekit.core.components import Data, DataContext
 from finetunekit.core.distribution import Distributions
-from finetunekit.core.errors import PersistenceError
+from finetunekit.core.errors import PersistenceError, printable
 from finetunekit.core.feature_cache import FeatureCache, head_stage, uses_cache
 from finetunekit.core.manager import call_hook, get_plugin_manager, register_plugin, require_result
 from finetunekit.core.precision import precision_scope
@@ -39,7 +41,9 @@ from finetunekit.core.recipe import Recipe
 from finetunekit.core.run_folder import (
     atomic_write,
     check_run_folder,
+    hold_run_folder,
     locate_model,
+    refuse_if_held,
     recipe_beside,
     retrain_recipe,
     save_model,
@@ -53,6 +57,8 @@ from finetunekit.core.training import (
     fit_epoch,
     steps_per_epoch,
 )
+
+logger = logging.getLogger("finetunekit.engine")
 
 
 def _scoped(method: Callable) -> Callable:
@@ -112,25 +118,46 @@ class Engine:
             save: bool. Write the run folder when ``save.path`` is set. Defaults to True.
         """
         self.validate(recipe, data=data is None)
-        path = self._new_run_folder(recipe) if save else None
-        return self._train_and_save(self.build(recipe), data, path)
+        with self._new_run_folder(recipe if save else None, "run") as path:
+            return self._train_and_save(self.build(recipe), data, path)
 
     def resume(self, run_dir: str | Path, *, data: Data | None = None) -> Run:
         """Continue an interrupted run from the newest checkpoint in its folder.
 
         On the CPU with a fixed seed the final weights are bit-identical to those of a
-        run that was never interrupted, also across a stage boundary.
+        run that was never interrupted, also across a stage boundary. A folder killed
+        before its first checkpoint (its recipe.toml and no checkpoint) starts over from
+        its recipe, with a warning. The folder is held like a new run's
+        (:func:`~finetunekit.core.run_folder.hold_run_folder`).
+
+        Raises:
+            PersistenceError: the run is finished, or the folder has neither checkpoint
+                nor recipe, or its recipe.toml was edited since the checkpoint (the
+                message names the keys), or another process holds the folder.
         """
         run_dir = Path(run_dir)
-        checkpoint = latest_checkpoint(run_dir)
-        recipe = Recipe.from_string(checkpoint.recipe, source=str(checkpoint.path))
-        run = self.build(recipe)
-        if checkpoint.epoch >= run.plan.epochs and any(run_dir.glob("model.*")):
-            raise PersistenceError(
-                f"Run '{run_dir}' is finished: it trained all {run.plan.epochs} epoch(s) and "
-                "saved its model. Nothing to resume; use 'finetunekit retrain' to train it further.")
+        try:
+            checkpoint, recipe = resume_point(run_dir)
+        except PersistenceError:
+            refuse_if_held(run_dir)  # a run that has not written its recipe yet holds it
+            raise
         writes = self.distributions.writes(recipe["train"]["distribution"])
-        return self._train_and_save(run, data, run_dir if writes else None, resume=checkpoint)
+        with hold_run_folder(run_dir, "resume") if writes else contextlib.nullcontext():
+            if writes and checkpoint is not None and list_checkpoints(run_dir)[-1:] != [checkpoint.path]:
+                checkpoint, recipe = resume_point(run_dir)  # written before we held the folder
+            run = self.build(recipe)
+            finished = any(run_dir.glob("model.*"))
+            if finished and (checkpoint is None or checkpoint.epoch >= run.plan.epochs):
+                raise PersistenceError(
+                    f"Run '{printable(run_dir)}' is finished: it trained all {run.plan.epochs} "
+                    "epoch(s) and saved its model. Nothing to resume; use 'finetunekit retrain' "
+                    "to train it further.")
+            if checkpoint is None:
+                logger.warning(
+                    "Run folder '%s' has its recipe.toml but no checkpoint (the run stopped "
+                    "before its first epoch ended): starting the run over from that recipe.",
+                    printable(run_dir))
+            return self._train_and_save(run, data, run_dir if writes else None, resume=checkpoint)
 
     def retrain(self, model_path: str | Path, *, recipe: Recipe | None = None,
                 overrides: Iterable[str] | dict[str, Any] = (), data: Data | None = None,
@@ -154,20 +181,24 @@ class Engine:
                 "'checkpoint').")
         new = retrain_recipe((recipe or recipe_beside(file)).with_overrides(overrides), file)
         self.validate(new, data=data is None)
-        path = self._new_run_folder(new)
-        run = self.build(new)
-        loaded = self.load_model(file, format=fmt.name, safe_mode=safe_mode, recipe=recipe)
-        copy_weights(loaded, run.model, file)
-        return self._train_and_save(run, data, path)
+        with self._new_run_folder(new, "retrain") as path:
+            run = self.build(new)
+            loaded = self.load_model(file, format=fmt.name, safe_mode=safe_mode, recipe=recipe)
+            copy_weights(loaded, run.model, file)
+            return self._train_and_save(run, data, path)
 
-    def _new_run_folder(self, recipe: Recipe) -> Path | None:
-        """The run folder a new run writes (checked to be free), or None if it writes none."""
-        if not recipe["save"]["path"] or not self.distributions.writes(
+    @contextlib.contextmanager
+    def _new_run_folder(self, recipe: Recipe | None, command: str) -> Iterator[Path | None]:
+        """Hold the run folder a new run writes, checked to be free and writable, while
+        the block runs; None if it writes none (:func:`~.run_folder.hold_run_folder`)."""
+        if recipe is None or not recipe["save"]["path"] or not self.distributions.writes(
                 recipe["train"]["distribution"]):
-            return None  # no folder asked, or another process of the cluster writes it
+            yield None  # no folder asked, or another process of the cluster writes it
+            return
         path = Path(recipe["save"]["path"])
-        check_run_folder(path, overwrite=recipe["save"]["overwrite"])
-        return path
+        with hold_run_folder(path, command):
+            check_run_folder(path, overwrite=recipe["save"]["overwrite"])
+            yield path
 
     def _train_and_save(self, run: Run, data: Data | None, path: Path | None, *,
                         resume: Checkpoint | None = None) -> Run:

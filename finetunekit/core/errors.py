@@ -8,6 +8,9 @@ The CLI turns any :class:`FinetunekitError` into a message on stderr and exit co
 from __future__ import annotations
 
 import difflib
+import errno
+import re
+import unicodedata
 from collections.abc import Iterable
 
 
@@ -60,3 +63,92 @@ def unknown_name_message(what: str, received: str, known: Iterable[str]) -> str:
         f"Unknown {what} '{received}'. Known: {', '.join(known) or '(none)'}."
         f"{did_you_mean(received, known)}"
     )
+
+
+class ResourceError(FinetunekitError, RuntimeError):
+    """The machine ran out of something the run needs: memory, disk space, permission.
+
+    Not a plugin's fault and not a bad recipe: the message says what ran out and what to
+    reduce or free.
+    """
+
+
+# An escape sequence a terminal would act on: CSI (ESC [ ... final byte), OSC (ESC ] ...
+# BEL or ESC \), or ESC and one character.
+_TERMINAL_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b.?")
+
+
+def _escape_char(char: str) -> str:
+    if char in "\n\r\t":
+        return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: object, *, keep_newlines: bool = False) -> str:
+    """`text` (a path, a file name, a message) safe to print on one terminal line.
+
+    Terminal escape sequences are removed; every other control or format character
+    (newline, carriage return, DEL, C1 controls, bidirectional overrides) is written as
+    a Python-style escape (``\\n``, ``\\x1b``, ``\\u202e``), so a file named to split a
+    line or recolour the terminal prints as what it is. Used wherever a path is printed.
+
+    Args:
+        text: anything; ``str()`` of it is escaped.
+        keep_newlines: bool. Leave ``\\n`` as is (for whole messages of several lines).
+            Defaults to False.
+
+    Example:
+
+    >>> printable("cats/evil\\nError: all good\\x1b[2J.jpg")
+    'cats/evil\\\\nError: all good.jpg'
+    """
+    text = _TERMINAL_ESCAPE.sub("", str(text))
+    return "".join(
+        char if (keep_newlines and char == "\n")
+        or unicodedata.category(char) not in ("Cc", "Cf", "Zl", "Zp") else _escape_char(char)
+        for char in text)
+
+
+_OS_ERRORS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+"""OSError numbers that are the machine's state, not a bug: errno -> words."""
+
+
+def environment_error(exc: BaseException, doing: str = "") -> FinetunekitError | None:
+    """The clear error for an exception that means the machine ran out of something
+    (memory, accelerator memory, disk space) or refuses to write; None for any other.
+
+    One place for resource and file-system errors: the command line, the plugin
+    wrappers (a full disk is not a plugin's fault) and the engine all use it.
+
+    Args:
+        exc: the exception raised.
+        doing: str. What was being done, for the message (``"writing checkpoint ..."``).
+    """
+    while_ = f" while {doing}" if doing else ""
+    name = type(exc).__name__
+    if isinstance(exc, MemoryError) or name in ("ResourceExhaustedError", "OutOfMemoryError") \
+            or (name == "XlaRuntimeError" and "RESOURCE_EXHAUSTED" in str(exc)):
+        first = printable(str(exc).strip().splitlines()[0] if str(exc).strip() else name)[:300]
+        return ResourceError(
+            f"Out of memory{while_} ({name}: {first}). Reduce data.batch_size or "
+            "backbone.input_shape (or use a smaller backbone, or train.precision = "
+            "'mixed_float16' on a GPU), then run again.")
+    if isinstance(exc, OSError) and exc.errno in _OS_ERRORS:
+        target = f" '{printable(exc.filename)}'" if exc.filename else ""
+        what = _OS_ERRORS[exc.errno]
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            advice = ("Files are written under a temporary name and renamed when complete, so "
+                      "every file already under its final name (earlier checkpoints, the "
+                      "recipe) is intact. Free some space (or lower save.keep_checkpoints) and "
+                      "continue with 'finetunekit resume RUN_DIR'.")
+        else:
+            advice = "Choose a folder you can write (save.path), or fix its permissions."
+        return PersistenceError(f"Could not write{target}{while_}: {what}. {advice}")
+    return None

@@ -18,7 +18,7 @@ from typing import Any
 import pluggy
 
 from finetunekit.core import hookspecs
-from finetunekit.core.errors import FinetunekitError, PluginError, did_you_mean
+from finetunekit.core.errors import FinetunekitError, PluginError, did_you_mean, environment_error
 
 PROJECT = "finetunekit"
 
@@ -63,7 +63,9 @@ def register_plugin(pm: pluggy.PluginManager, plugin: Any) -> str:
     if isinstance(plugin, str):
         try:
             plugin = importlib.import_module(plugin)
-        except Exception as exc:  # an import error inside the plugin is the plugin's fault
+        except BaseException as exc:  # the plugin's fault; SystemExit too, as for entry points
+            if isinstance(exc, KeyboardInterrupt):
+                raise
             raise PluginError(
                 f"Could not import plugin module '{plugin}': {type(exc).__name__}: {exc}. "
                 "Check the name is importable (python -c 'import NAME').",
@@ -190,6 +192,10 @@ def call_hook(pm: pluggy.PluginManager, name: str, **kwargs: Any) -> Any:
         raise
     except Exception as exc:
         plugin = _blame(hook, exc.__traceback__) or "unknown"
+        # a full disk or a lack of memory is the machine's state, not the plugin's fault
+        cause = environment_error(exc, f"plugin '{plugin}' ran hook '{name}'")
+        if cause is not None:
+            raise cause from exc
         raise PluginError(
             f"Plugin '{plugin}' failed in hook '{name}': {type(exc).__name__}: {exc}",
             plugin=plugin,

@@ -4,7 +4,9 @@ its own process at the moment named by FINETUNEKIT_TEST_KILL:
 * ``after-epoch:N``: right after epoch N's checkpoint is in place;
 * ``mid-write:N``: halfway through writing epoch N's checkpoint (a truncated temp file);
 * ``before-rename:N``: epoch N's checkpoint written in full but not yet renamed;
-* ``final-save``: while the final model file is being moved into place.
+* ``final-save``: while the final model file is being moved into place;
+* ``hold:PATH``: no kill; the run waits at its start, holding its run folder, until PATH
+  exists (at most 5 minutes), for the concurrent-run tests.
 
 The faults are injected where the process meets the file system (``numpy.savez``,
 ``os.replace``), not inside finetunekit's modules: the test does not depend on how the
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import numpy as np
 
@@ -70,6 +73,14 @@ if KIND == "final-save":
         return real_save_replace(src, dst)
 
     os.replace = final_replace
+
+
+@hookimpl
+def finetunekit_run_start(run):
+    if KIND == "hold":
+        deadline = time.monotonic() + 300
+        while not os.path.exists(WHEN) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 @hookimpl(trylast=True)

@@ -13,13 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from finetunekit.core.errors import DataError
+from finetunekit.core.errors import DataError, printable
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 """File name endings the ``folder`` source treats as images (any case)."""
 
 REASONS = {
     "missing_file": "missing file",
+    "broken_link": "broken symbolic link",
+    "not_a_file": "not a file (a folder)",
     "unreadable": "unreadable file",
     "empty_file": "empty file",
     "not_an_image": "not an image",
@@ -159,11 +161,14 @@ def decode_image(data: bytes, size: tuple[int, int]) -> tuple[np.ndarray, str | 
 
 
 def read_file(path: Path) -> bytes:
-    """Read a file's bytes; a missing or unreadable file raises :class:`SkippedImage`."""
+    """Read a file's bytes; a missing or unreadable file, a dangling symbolic link or a
+    folder raises :class:`SkippedImage`."""
     try:
         return path.read_bytes()
     except FileNotFoundError as exc:
-        raise SkippedImage("missing_file") from exc
+        raise SkippedImage("broken_link" if path.is_symlink() else "missing_file") from exc
+    except IsADirectoryError as exc:
+        raise SkippedImage("not_a_file") from exc
     except OSError as exc:  # permission denied, a directory, an I/O error
         raise SkippedImage("unreadable", f"{type(exc).__name__}: {exc}") from exc
 
@@ -177,15 +182,24 @@ def read_image(path: str | Path, size: tuple[int, int]) -> np.ndarray:
     try:
         return decode_image(read_file(Path(path)), size)[0]
     except SkippedImage as exc:
-        raise DataError(f"Could not load '{path}': {exc}.") from exc
+        raise DataError(f"Could not load '{printable(path)}': {exc}.") from exc
 
 
 def list_images(folder: Path) -> tuple[list[Path], int]:
     """Image files under `folder` (recursively, sorted, hidden ones left out), and the
-    number of other files there."""
+    number of other files there.
+
+    A name with an image suffix that is not a readable file (a dangling symbolic link, a
+    folder named ``x.jpg``) is listed too, so the scan reports it as skipped (or refuses
+    it with ``strict``) instead of dropping it silently.
+    """
     images, others = [], 0
     for path in sorted(folder.rglob("*")):
-        if any(part.startswith(".") for part in path.relative_to(folder).parts) or not path.is_file():
+        if any(part.startswith(".") for part in path.relative_to(folder).parts):
+            continue
+        if not path.is_file():
+            if path.suffix.lower() in IMAGE_SUFFIXES and (path.is_dir() or not path.exists()):
+                images.append(path)  # a folder or a dangling link: reported by the scan
             continue
         if path.suffix.lower() in IMAGE_SUFFIXES:
             images.append(path)

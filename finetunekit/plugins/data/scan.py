@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from finetunekit.core.errors import DataError
+from finetunekit.core.errors import DataError, printable
 from finetunekit.core.params import Param
 from finetunekit.plugins.data.images import REASONS, SkippedImage, decode_image, read_file
 
@@ -178,7 +178,7 @@ def _scan(files: ImageList, size: tuple[int, int]) -> _Scanned:
     keep = 0
     for i in range(n):  # compact in place, so skipping costs no copy of the array
         if failed[i] is not None:
-            skipped.setdefault(failed[i], []).append(str(files.paths[i]))
+            skipped.setdefault(failed[i], []).append(printable(files.paths[i]))
             per_class[files.labels[i]] += 1
             continue
         if keep != i:
@@ -248,7 +248,7 @@ def load_images(lists: Sequence[ImageList], class_names: list[str], size: tuple[
         by_reason.update({reason: len(entries) for reason, entries in s.skipped.items()})
     if strict and by_reason:
         entries = [(r, e) for s in scanned.values() for r, es in s.skipped.items() for e in es]
-        shown = "; ".join(f"{e} ({REASONS[r]})" for r, e in entries[:10])
+        shown = "; ".join(f"{printable(e)} ({REASONS[r]})" for r, e in entries[:10])
         more = f"; and {len(entries) - 10} more" if len(entries) > 10 else ""
         raise DataError(
             f"{key}.strict = true refuses {len(entries)} unusable file(s) or row(s) "
@@ -259,7 +259,7 @@ def load_images(lists: Sequence[ImageList], class_names: list[str], size: tuple[
         s = scanned[files.name]
         if s.y.size == 0:
             raise DataError(
-                f"{key}.{files.name} ('{files.source}') has no usable images"
+                f"{key}.{files.name} ('{printable(files.source)}') has no usable images"
                 f"{' (' + _reasons_text({r: len(e) for r, e in s.skipped.items()}) + ')' if s.skipped else ''}."
                 " Check the paths and files."
             )
@@ -267,10 +267,11 @@ def load_images(lists: Sequence[ImageList], class_names: list[str], size: tuple[
             loaded = np.bincount(s.y, minlength=len(class_names))
             empty = [i for i, n in enumerate(loaded) if n == 0]
             if empty:
-                names = ", ".join(f"'{class_names[i]}' ({s.skipped_per_class[i]} skipped)" for i in empty)
+                names = ", ".join(f"'{printable(class_names[i])}' ({s.skipped_per_class[i]} skipped)"
+                                  for i in empty)
                 raise DataError(
                     f"Every class needs at least one usable image in {key}.{files.name} "
-                    f"('{files.source}'); none loaded for {names}. Fix those files, or leave "
+                    f"('{printable(files.source)}'); none loaded for {names}. Fix those files, or leave "
                     "the class out."
                 )
 
@@ -317,7 +318,8 @@ def _log(report: dict) -> None:
         logger.warning(
             "Skipped %d of %d images: %s (e.g. %s). Details in Data.report; "
             "set data.strict = true to refuse instead.",
-            report["skipped"], found, _reasons_text(report["skipped_by_reason"]), ", ".join(examples),
+            report["skipped"], found, _reasons_text(report["skipped_by_reason"]),
+            ", ".join(printable(e) for e in examples),
         )
     else:
         logger.info("Loaded %d images (%s in memory) in %.1f s%s.", report["loaded"],

@@ -12,7 +12,7 @@ import keras
 from finetunekit.core.components import Format
 from finetunekit.core.errors import PersistenceError
 from finetunekit.core.manager import hookimpl
-from finetunekit.plugins.formats.native import refuse_lambda
+from finetunekit.plugins.formats.native import explain_load_error
 
 
 def save_h5(model, path, run=None) -> None:
@@ -36,12 +36,11 @@ def load_h5(path, safe_mode=True, template=None):
     try:
         return keras.saving.load_model(str(path), safe_mode=safe_mode)
     except Exception as exc:
-        if "safe_mode" in str(exc) or "lambda" in str(exc).lower():
-            raise refuse_lambda(path, exc) from exc
-        raise PersistenceError(
-            f"Could not load '{path}' as a Keras H5 model: {type(exc).__name__}: {exc}. "
-            "If it holds only weights, use format 'weights' with the recipe."
-        ) from exc
+        error = explain_load_error(path, exc, "a Keras H5 model")
+        if str(error).startswith("Could not load"):
+            error = PersistenceError(
+                f"{error} If it holds only weights, use format 'weights' with the recipe.")
+        raise error from exc
 
 
 @hookimpl

@@ -23,15 +23,23 @@ def plan_feature_extraction(context: PlanContext) -> Plan:
     return _single("feature_extraction", context, ())
 
 
+DEFAULT_BLOCKS = 1
+"""Blocks ``partial`` trains when the recipe gives neither key: the last one, the block
+nearest the head, the usual first thing to unfreeze (docs/strategies.md)."""
+
+
 def plan_partial(context: PlanContext, unfreeze_from=None, unfreeze_blocks=None) -> Plan:
-    """The base frozen up to a layer (index or name) or all but the last N blocks."""
-    if (unfreeze_from is None) == (unfreeze_blocks is None):
+    """The base frozen up to a layer (index or name) or all but the last N blocks; with
+    neither key, all but the last block."""
+    if unfreeze_from is not None and unfreeze_blocks is not None:
         raise RecipeError(
-            "Strategy 'partial' needs exactly one of 'strategy.unfreeze_from' (a layer index "
+            "Strategy 'partial' takes at most one of 'strategy.unfreeze_from' (a layer index "
             "or name, as in vgg_base.layers[15:]) or 'strategy.unfreeze_blocks' (the last N "
             f"blocks). Received: unfreeze_from={unfreeze_from!r}, "
-            f"unfreeze_blocks={unfreeze_blocks!r}."
+            f"unfreeze_blocks={unfreeze_blocks!r}. Drop one."
         )
+    if unfreeze_from is None and unfreeze_blocks is None:
+        unfreeze_blocks = DEFAULT_BLOCKS
     if unfreeze_from is not None:
         trainable = layers_from(context.base, unfreeze_from)
     else:
@@ -56,9 +64,11 @@ def finetunekit_register_strategies(register):
             "unfreeze_from": Param((int, str), None, nullable=True,
                                    help="first trainable base layer: index or name"),
             "unfreeze_blocks": Param(int, None, nullable=True, min=1,
-                                     help="train the last N blocks of the base"),
+                                     help="train the last N blocks of the base (default: 1 "
+                                          "when unfreeze_from is not set either)"),
         },
-        description="Train the base from a layer (or the last N blocks) on, and the head.",
+        description="Train the base from a layer (or the last N blocks, default the last "
+                    "one) on, and the head.",
     ))
     register(Strategy(
         name="full", plan=plan_full,

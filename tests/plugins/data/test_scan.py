@@ -220,7 +220,7 @@ def test_palette_images_bombs_and_unreadable_paths(engine, tmp_path, monkeypatch
         "path,label\nimg/good0.png,a\nimg/plain.gif,a\nimg/clear.gif,b\nimg/folder.png,b\n")
     data = engine.load_data(_csv_recipe(train=str(tmp_path / "train.csv")))
     assert data.report["converted"] == {"alpha": 1, "palette": 1}
-    assert data.report["skipped_by_reason"] == {"unreadable": 1}
+    assert data.report["skipped_by_reason"] == {"not_a_file": 1}
     assert data.train[0][1, 0, 0].tolist() == [0, 200, 0]      # plain.gif
     assert data.train[0][2, 0, 0].tolist() == [255, 255, 255]  # clear.gif, on white
 

@@ -73,10 +73,13 @@ def test_resnet_feature_extraction(engine):
     assert report.changed == set()
 
 
-def test_partial_needs_exactly_one_of_its_keys(engine):
-    with pytest.raises(RecipeError, match="exactly one"):
-        engine.build(tiny_recipe(strategy={"name": "partial"}))
-    with pytest.raises(RecipeError, match="exactly one"):
+def test_partial_without_keys_trains_the_last_block(engine):
+    run = engine.build(tiny_recipe(strategy={"name": "partial"}))
+    assert run.plan.stages[0].trainable == frozenset(run.blocks[-1])
+
+
+def test_partial_refuses_both_keys(engine):
+    with pytest.raises(RecipeError, match="at most one"):
         engine.build(tiny_recipe(strategy={"name": "partial", "unfreeze_from": 15,
                                            "unfreeze_blocks": 1}))
 
