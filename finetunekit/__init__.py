@@ -42,6 +42,8 @@ _EXPORTS = {
     "WeightsError": "finetunekit.core.errors",
     "DataError": "finetunekit.core.errors",
     "PersistenceError": "finetunekit.core.errors",
+    "NonFiniteLossError": "finetunekit.core.errors",
+    "Observer": "finetunekit.core.components",
     "Preprocess": "finetunekit.plugins.backbones.preprocess",
     "freezing": "finetunekit.freezing",
 }
