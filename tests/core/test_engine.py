@@ -89,6 +89,7 @@ def _calls(loop=None):
     return recorder, run
 
 
+@pytest.mark.slow
 def test_callbacks_see_one_training_across_stages_with_global_epochs():
     recorder, run = _calls()
     logs = ["accuracy", "loss", "val_accuracy", "val_loss"]
