@@ -17,14 +17,12 @@ from finetunekit.core.manager import hookimpl
 
 
 def _engine(plugins, *, progress: bool = False):
+    from finetunekit.cli.main import quiet_backend_import
+
+    quiet_backend_import()
     from finetunekit.core.engine import Engine
 
-    extra = list(plugins)
-    if progress:
-        from finetunekit.plugins.lifecycle.progress import RichProgress
-
-        extra.append(RichProgress())
-    return Engine(plugins=extra)
+    return Engine(plugins=list(plugins), verbose=int(progress))
 
 
 def _recipe(path: str, overrides, overwrite: bool = False):

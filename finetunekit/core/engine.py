@@ -74,6 +74,8 @@ class Engine:
         builtins: bool. Register the built-in plugins. Defaults to True.
         entry_points: bool. Load plugins from the ``finetunekit`` entry-point group.
             Defaults to True.
+        verbose: int. 0 prints nothing; 1 shows each stage and epoch (the progress
+            plugin the CLI uses). Defaults to 0.
 
     Attributes:
         pm: the engine's own ``pluggy.PluginManager``.
@@ -93,7 +95,11 @@ class Engine:
     """
 
     def __init__(self, plugins: Iterable[Any] = (), *, builtins: bool = True,
-                 entry_points: bool = True):
+                 entry_points: bool = True, verbose: int = 0):
+        if verbose:
+            from finetunekit.plugins.lifecycle.progress import RichProgress
+
+            plugins = [*plugins, RichProgress()]
         self.pm = get_plugin_manager(plugins, builtins=builtins, entry_points=entry_points)
         self._catalogue: Catalogue | None = None
         self.feature_cache = FeatureCache()
