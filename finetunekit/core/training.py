@@ -125,8 +125,18 @@ class Lifecycle(keras.callbacks.Callback):
     def __init__(self, engine: Any, run: Run, stage: Stage, callbacks: Any = None):
         super().__init__()
         self.engine, self.run, self.stage, self.callbacks = engine, run, stage, callbacks
-        # a per-batch hook costs a host sync per step: call it only if implemented
+        # a per-batch hook costs a host sync per step: call it only if implemented, and
+        # leave Keras's default batch-end methods in place (Keras marks them _is_default
+        # and then dispatches batch ends asynchronously) when nothing needs them
         self._batch_hook = bool(engine.pm.hook.finetunekit_batch_end.get_hookimpls())
+        users = callbacks.callbacks if callbacks is not None else []
+        needs = {"on_train_batch_end": self._batch_hook, "on_test_batch_end": False}
+        for method in needs:
+            needs[method] = needs[method] or any(
+                not getattr(getattr(c, name), "_is_default", False) for c in users
+                for name in (method, "on_batch_end"))
+            if not needs[method]:
+                setattr(self, method, getattr(keras.callbacks.Callback, method).__get__(self))
 
     def _forward(self, method: str, *args: Any) -> None:
         if self.callbacks is not None:

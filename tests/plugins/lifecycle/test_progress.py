@@ -26,7 +26,12 @@ def test_the_bar_knows_its_total_and_shows_the_validation_phase():
 
 
 def test_an_engine_is_quiet_unless_verbose():
+    from finetunekit.core.callbacks import RunCallbacks
+    from finetunekit.core.training import Lifecycle
+
     quiet = Engine(entry_points=False)
     assert not quiet.pm.hook.finetunekit_batch_end.get_hookimpls()  # no per-step hook
+    lifecycle = Lifecycle(quiet, None, None, RunCallbacks([], {}))
+    assert lifecycle.on_train_batch_end._is_default  # Keras may dispatch batch ends async
     loud = Engine(entry_points=False, verbose=1)
     assert any(isinstance(p, RichProgress) for p in loud.pm.get_plugins())
