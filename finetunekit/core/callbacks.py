@@ -80,9 +80,15 @@ class RunCallbacks:
         self.started = False
 
     def keys(self) -> list[str]:
-        """Each callback's key in checkpoints: position and class."""
-        return [getattr(c, "state_key", None) or f"{i}:{type(c).__name__}"
-                for i, c in enumerate(self.callbacks)]
+        """Each callback's key in checkpoints: its ``state_key`` (the built-ins'), else its
+        position among the caller's callbacks and its class (``"0:EarlyStopping"``)."""
+        keys, position = [], 0
+        for callback in self.callbacks:
+            key = getattr(callback, "state_key", None)
+            if key is None:
+                key, position = f"{position}:{type(callback).__name__}", position + 1
+            keys.append(key)
+        return keys
 
     def begin(self, model: Any, state: dict[str, Any] | None = None) -> None:
         """Set the model and, the first time, call ``on_train_begin`` and restore `state`

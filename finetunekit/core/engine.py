@@ -243,9 +243,9 @@ class Engine:
         keras.utils.set_random_seed(seed)
         start = resume.epoch if resume else 0
         state = resume.state if resume else {}
+        run.stopped, run.epoch = state.get("stopped"), start
         if resume:
             run.history = [dict(row) for row in resume.history]
-            run.stopped, run.epoch = state.get("stopped"), start
         run_callbacks = self._run_callbacks(run, callbacks, state, steps)
         loop = self.distributions.epoch_loop(recipe["train"]["distribution"])
         self.call("finetunekit_run_start", run=run)
@@ -272,6 +272,7 @@ class Engine:
                 trainer, stage_data = self.cached_head(run, data, batch_size)
             run_callbacks.begin(trainer, state.get("callbacks"))
             lifecycle = [Lifecycle(self, run, stage, run_callbacks)]
+            trainer.stop_training = False  # as Keras's fit does; the epoch loop does not
             for current in range(max(epoch, start), end):
                 epoch_data = (run.mix.epoch(stage_data, batch_size, current, seed)
                               if run.mix else stage_data)
