@@ -43,6 +43,8 @@ _EXPORTS = {
     "DataError": "finetunekit.core.errors",
     "PersistenceError": "finetunekit.core.errors",
     "ResourceError": "finetunekit.core.errors",
+    "NonFiniteLossError": "finetunekit.core.errors",
+    "Observer": "finetunekit.core.components",
     "Preprocess": "finetunekit.plugins.backbones.preprocess",
     "freezing": "finetunekit.freezing",
 }

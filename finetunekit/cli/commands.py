@@ -17,14 +17,12 @@ from finetunekit.core.manager import hookimpl
 
 
 def _engine(plugins, *, progress: bool = False):
+    from finetunekit.cli.main import quiet_backend_import
+
+    quiet_backend_import()
     from finetunekit.core.engine import Engine
 
-    extra = list(plugins)
-    if progress:
-        from finetunekit.plugins.lifecycle.progress import RichProgress
-
-        extra.append(RichProgress())
-    return Engine(plugins=extra)
+    return Engine(plugins=list(plugins), verbose=int(progress))
 
 
 def _recipe(path: str, overrides, overwrite: bool = False):
@@ -63,6 +61,14 @@ def _summary(run) -> str:
     return "  ".join(f"{k} {v:.4f}" for k, v in last.items() if isinstance(v, float))
 
 
+def _done(run, suffix: str = "") -> str:
+    """What a training command prints last: epochs, last metrics, and an early stop."""
+    line = f"done: {len(run.history)} epoch(s)  {_summary(run)}{suffix}"
+    if run.stopped:
+        line += f"\nstopped at epoch {run.stopped['epoch']}: {run.stopped['reason']}"
+    return line
+
+
 recipe_argument = click.argument("recipe", type=click.Path(dir_okay=False))
 set_option = click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
                           help="Override a recipe key (TOML value); repeatable.")
@@ -89,7 +95,7 @@ def run(recipe, overrides, plugins, overwrite, strict):
         check_strict(engine, recipe_obj["data"]["source"])
         recipe_obj = recipe_obj.with_overrides({"data.strict": True})
     result = engine.run(recipe_obj)
-    click.echo(f"done: {len(result.history)} epoch(s)  {_summary(result)}")
+    click.echo(_done(result))
 
 
 @click.command()
@@ -99,7 +105,7 @@ def run(recipe, overrides, plugins, overwrite, strict):
 def resume(run_dir, plugins):
     """Continue an interrupted run from the newest checkpoint in RUN_DIR."""
     result = _engine(plugins, progress=True).resume(Path(run_dir))
-    click.echo(f"done: {len(result.history)} epoch(s)  {_summary(result)}")
+    click.echo(_done(result))
 
 
 @click.command()
@@ -143,7 +149,7 @@ def retrain(model, data_dir, validation_dir, recipe_path, strategy, epochs, out,
     assignments = dict(parse_assignment(text) for text in overrides)
     result = engine.retrain(
         model_path, recipe=recipe, overrides={**assignments, **changes}, safe_mode=not unsafe)
-    click.echo(f"done: {len(result.history)} epoch(s)  {_summary(result)}; saved {result.path}")
+    click.echo(_done(result, f"; saved {result.path}"))
 
 
 @click.command()

@@ -22,8 +22,43 @@ import click
 from finetunekit.core.errors import FinetunekitError, PluginError, environment_error, printable
 from finetunekit.core.manager import get_plugin_manager
 
-# Quiet TensorFlow's C++ start-up logging before Keras is imported.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+DEBUG_ENV = "FINETUNEKIT_DEBUG"
+"""Set to 1 (or pass ``--debug``) to see the backend's start-up logging."""
+
+# Quiet TensorFlow's C++ logging before Keras is imported (``--debug`` lifts it).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if os.environ.get(DEBUG_ENV) == "1" else "3")
+
+
+def quiet_backend_import() -> None:
+    """Import the Keras backend with its C++ start-up lines (absl's, oneDNN's, cuInit's)
+    kept off the terminal, unless ``FINETUNEKIT_DEBUG=1``.
+
+    TensorFlow writes them from C++ before absl's logging is set up, where
+    ``TF_CPP_MIN_LOG_LEVEL`` does not reach, so stderr's file descriptor is pointed at
+    the null device while TensorFlow loads and looks for its devices, then put back.
+    Python errors still surface: they are exceptions, printed later.
+    """
+    if os.environ.get(DEBUG_ENV) == "1" or "tensorflow" in sys.modules:
+        return
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            try:
+                import tensorflow as tf
+
+                tf.config.list_physical_devices()
+                import absl.logging
+
+                absl.logging.set_verbosity(absl.logging.ERROR)
+            except ImportError:
+                pass  # Keras reports a missing backend itself
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 COMMAND_PLUGINS: tuple[str, ...] = (
     "finetunekit.cli.commands",
@@ -182,8 +217,13 @@ def make_cli(plugins: Iterable[Any] = (), *, entry_points: bool = True) -> Plugi
                  entry_points=entry_points,
                  context_settings={"help_option_names": ["-h", "--help"]})
     @click.version_option(package_name="finetunekit")
-    def cli():
+    @click.option("--debug", is_flag=True, help="Show the backend's start-up logging "
+                  f"(as {DEBUG_ENV}=1).")
+    def cli(debug):
         """Fine-tune pretrained image CNNs; every part of the recipe is a plugin."""
+        if debug:
+            os.environ[DEBUG_ENV] = "1"
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
 
     return cli
 

@@ -40,6 +40,7 @@ CATALOGUE_HOOKS: dict[str, str] = {
     "format": "finetunekit_register_formats",
     "data": "finetunekit_register_data_sources",
     "augmentation": "finetunekit_register_augmentations",
+    "observer": "finetunekit_register_observers",
 }
 """Component kind -> the hook that contributes it."""
 
@@ -135,9 +136,17 @@ class Catalogue:
                 f"Duplicate {kind} name '{name}': plugin '{plugin}' registers it in "
                 f"'{hook_name}', but plugin '{other}' already did. Rename one, or leave one "
                 "plugin out.", plugin=plugin, hook=hook_name)
-        section = SECTION_OF[kind]
+        section = SECTION_OF.get(kind) or component.section
+        if kind == "observer":
+            owner = self._observer_sections().get(section)
+            if not isinstance(section, str) or not section.isidentifier() or section in CORE_KEYS:
+                fail(f"observer '{name}' with section {section!r}; a section is a name that "
+                     f"is not an engine section ({', '.join(CORE_KEYS)})")
+            if owner is not None:
+                fail(f"observer '{name}' with section [{section}], which observer "
+                     f"'{owner}' already owns")
         params = dict(getattr(component, "params", {}) or {})
-        clash = sorted(set(params) & set(CORE_KEYS[section]))
+        clash = sorted(set(params) & set(CORE_KEYS.get(section, {})))
         if clash:
             fail(f"{kind} '{name}' declaring keys the engine owns in [{section}]: {clash}. "
                  "Rename them")
@@ -198,7 +207,37 @@ class Catalogue:
                        for key, p in (getattr(component, "params", {}) or {}).items()},
         } for kind, name, component, plugin in self]
 
+    def _observer_sections(self) -> dict[str, str]:
+        """Section -> the observer that owns it."""
+        return {component.section: name
+                for name, (component, _) in self._entries["observer"].items()}
+
+    def observers(self) -> list[Any]:
+        """Every registered :class:`~finetunekit.Observer`, by name."""
+        return [self._entries["observer"][name][0] for name in self.names("observer")]
+
     # -- use -----------------------------------------------------------------------
+
+    def settings(self, recipe: Recipe) -> dict[str, dict[str, Any]]:
+        """The validated keys of each lifecycle plugin's section the recipe has.
+
+        Raises:
+            RecipeError: a section no engine key and no registered observer declares
+                (with the known sections and the closest match), or a bad key in one.
+        """
+        owners = self._observer_sections()
+        result = {}
+        for section in recipe.plugin_sections():
+            if section not in owners:
+                known = [*CORE_KEYS, *sorted(owners)]
+                raise RecipeError(
+                    unknown_name_message("recipe section", section, known)
+                    + " A lifecycle plugin declares its section with an Observer "
+                    "(finetunekit list shows them); is the plugin registered?")
+            observer = self.get("observer", owners[section])
+            result[section] = validate_section(section, dict(observer.params), recipe[section],
+                                               owner=f"observer '{observer.name}'")
+        return result
 
     def select(self, recipe: Recipe, section: str) -> tuple[Any, dict[str, Any]]:
         """The component a recipe section names, and its validated own keys."""
@@ -223,6 +262,7 @@ class Catalogue:
         for section in NAME_KEYS:
             if data or section != "data":
                 self.select(recipe, section)
+        self.settings(recipe)
         check_distribution(recipe["train"]["distribution"])
 
     def call(self, kind: str, component: Any, attr: str, *args: Any,

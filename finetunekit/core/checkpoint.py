@@ -3,8 +3,9 @@
 A checkpoint is one ``.ckpt`` file (a NumPy ``.npz`` zip, readable without pickle)
 holding every variable of the model (weights, BatchNorm statistics, dropout seed
 states), every variable of the optimizer (step count, which positions the learning-rate
-schedule, and its moments), the epoch and stage reached, the history so far and the
-recipe as TOML. Data order needs no state: the engine shuffles each epoch from
+schedule, and its moments), the epoch and stage reached, the history so far, the
+recipe as TOML, and the training state beyond the model (``state``: a stop, early
+stopping's counters and best weights, callbacks' and lifecycle plugins' state). Data order needs no state: the engine shuffles each epoch from
 ``(train.seed, epoch)``.
 
 Writes are atomic: the file is written beside its final name, flushed to disk, then
@@ -17,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,8 @@ class Checkpoint:
         steps_per_epoch: int or None. Batches per epoch (positions a cosine schedule).
         model: list of (variable path, array), in the model's variable order.
         optimizer: list of (variable path, array); empty if no optimizer was built.
+        state: dict. The run's state beyond the model (:meth:`Run.checkpoint_state`),
+            arrays put back in place; empty for a checkpoint written without it.
     """
 
     path: Path
@@ -57,6 +60,34 @@ class Checkpoint:
     steps_per_epoch: int | None
     model: list[tuple[str, np.ndarray]]
     optimizer: list[tuple[str, np.ndarray]]
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+def split_arrays(value: Any, arrays: dict[str, np.ndarray]) -> Any:
+    """`value` with every numpy array inside its dicts and lists moved into `arrays` (under
+    a fresh key ``s<n>``) and replaced by ``{"__array__": key}``, so the rest is JSON."""
+    if isinstance(value, np.ndarray):
+        key = f"s{len(arrays)}"
+        arrays[key] = value
+        return {"__array__": key}
+    if isinstance(value, dict):
+        return {str(k): split_arrays(v, arrays) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [split_arrays(v, arrays) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def join_arrays(value: Any, arrays: Any) -> Any:
+    """The inverse of :func:`split_arrays`."""
+    if isinstance(value, dict):
+        if set(value) == {"__array__"}:
+            return np.asarray(arrays[value["__array__"]])
+        return {k: join_arrays(v, arrays) for k, v in value.items()}
+    if isinstance(value, list):
+        return [join_arrays(v, arrays) for v in value]
+    return value
 
 
 def _values(variables) -> tuple[list[str], list[np.ndarray]]:
@@ -65,8 +96,11 @@ def _values(variables) -> tuple[list[str], list[np.ndarray]]:
 
 def write_checkpoint(path: Path, model: Any, *, epoch: int = 0, stage_index: int = 0,
                      recipe: str = "", history: list | None = None,
-                     steps_per_epoch: int | None = None) -> Path:
-    """Write `model` (and its optimizer, if compiled and built) to `path`, atomically."""
+                     steps_per_epoch: int | None = None, state: dict | None = None) -> Path:
+    """Write `model` (and its optimizer, if compiled and built) to `path`, atomically.
+
+    `state` holds JSON values and numpy arrays, in dicts and lists (:func:`split_arrays`).
+    """
     model_paths, model_values = _values(model.variables)
     optimizer = getattr(model, "optimizer", None)
     opt_paths, opt_values = ([], [])
@@ -78,7 +112,9 @@ def write_checkpoint(path: Path, model: Any, *, epoch: int = 0, stage_index: int
         "optimizer_paths": opt_paths, "backend": keras.backend.backend(),
         "steps_per_epoch": steps_per_epoch,
     }
-    arrays = {f"m{i}": value for i, value in enumerate(model_values)}
+    arrays: dict[str, np.ndarray] = {}
+    meta["state"] = split_arrays(state or {}, arrays)
+    arrays.update({f"m{i}": value for i, value in enumerate(model_values)})
     arrays.update({f"o{i}": value for i, value in enumerate(opt_values)})
     atomic_write(path, lambda handle: np.savez(handle, meta=np.array(json.dumps(meta)), **arrays))
     return path
@@ -106,6 +142,7 @@ def read_checkpoint(path: Path) -> Checkpoint:
             _check_meta(meta, path)
             model = [(p, archive[f"m{i}"]) for i, p in enumerate(meta["model_paths"])]
             optimizer = [(p, archive[f"o{i}"]) for i, p in enumerate(meta["optimizer_paths"])]
+            state = join_arrays(meta.get("state", {}), archive)
     except PersistenceError:
         raise
     except (KeyError, ValueError, OSError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
@@ -116,7 +153,7 @@ def read_checkpoint(path: Path) -> Checkpoint:
     return Checkpoint(path=path, epoch=int(meta["epoch"]), stage_index=int(meta["stage_index"]),
                       recipe=meta["recipe"], history=meta["history"],
                       steps_per_epoch=meta.get("steps_per_epoch"), model=model,
-                      optimizer=optimizer)
+                      optimizer=optimizer, state=state)
 
 
 _META_TYPES = {
@@ -137,13 +174,13 @@ _META_TYPES = {
 def _check_meta(meta: dict[str, Any], path: Path) -> None:
     """Refuse metadata of the wrong shape with the field at fault: a crafted or damaged
     file must not end in a TypeError deep inside the restore."""
-    for field, (expected, ok) in _META_TYPES.items():
-        if field == "steps_per_epoch" and field not in meta:
+    for key, (expected, ok) in _META_TYPES.items():
+        if key == "steps_per_epoch" and key not in meta:
             continue
-        if field not in meta or not ok(meta[field]):
-            received = repr(meta.get(field, "(missing)"))
+        if key not in meta or not ok(meta[key]):
+            received = repr(meta.get(key, "(missing)"))
             raise PersistenceError(
-                f"'{printable(path)}': the checkpoint's metadata is malformed: '{field}' should "
+                f"'{printable(path)}': the checkpoint's metadata is malformed: '{key}' should "
                 f"be {expected}. Received: {printable(received[:80])}. The file is damaged or "
                 "was not written by finetunekit; resume from an older checkpoint (delete this "
                 "one) or start the run over.")

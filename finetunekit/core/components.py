@@ -302,6 +302,31 @@ class Augmentation:
     mix: Callable[..., Any] | None = None
 
 
+@dataclass(frozen=True)
+class Observer:
+    """A lifecycle plugin's recipe keys and state, so that it can be configured, listed and
+    resumed like any component. Its behaviour stays in its lifecycle hooks.
+
+    Args:
+        name: str. Shown by ``finetunekit list``; the key of its state in checkpoints.
+        section: str. The recipe section it owns, e.g. ``"notify"`` for ``[notify]``;
+            not an engine section, unique among observers. Present in a recipe, its
+            validated keys (defaults filled) are in ``run.settings[section]``.
+        params: mapping of the keys ``[section]`` accepts.
+        description: str. One line for ``finetunekit list``.
+        state: callable or None. ``state()`` returns what to keep in each epoch
+            checkpoint: JSON values and numpy arrays, in dicts and lists.
+        restore: callable or None. ``restore(state)`` takes it back when a run resumes.
+    """
+
+    name: str
+    section: str
+    params: Params = field(default_factory=dict)
+    description: str = ""
+    state: Callable[[], Any] | None = None
+    restore: Callable[[Any], None] | None = None
+
+
 COMPONENT_KINDS: dict[str, type] = {
     "backbone": Backbone,
     "strategy": Strategy,
@@ -310,5 +335,6 @@ COMPONENT_KINDS: dict[str, type] = {
     "format": Format,
     "data": DataSource,
     "augmentation": Augmentation,
+    "observer": Observer,
 }
 """Component kind -> the dataclass that describes it."""

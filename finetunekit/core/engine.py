@@ -23,6 +23,7 @@ from typing import Any
 import keras
 
 from finetunekit.core import assembly
+from finetunekit.core.callbacks import EarlyStopping, RunCallbacks
 from finetunekit.core.catalogue import Catalogue
 from finetunekit.core.checkpoint import (
     Checkpoint,
@@ -79,6 +80,8 @@ class Engine:
         builtins: bool. Register the built-in plugins. Defaults to True.
         entry_points: bool. Load plugins from the ``finetunekit`` entry-point group.
             Defaults to True.
+        verbose: int. 0 prints nothing; 1 shows each stage and epoch (the progress
+            plugin the CLI uses). Defaults to 0.
 
     Attributes:
         pm: the engine's own ``pluggy.PluginManager``.
@@ -98,7 +101,11 @@ class Engine:
     """
 
     def __init__(self, plugins: Iterable[Any] = (), *, builtins: bool = True,
-                 entry_points: bool = True):
+                 entry_points: bool = True, verbose: int = 0):
+        if verbose:
+            from finetunekit.plugins.lifecycle.progress import RichProgress
+
+            plugins = [*plugins, RichProgress()]
         self.pm = get_plugin_manager(plugins, builtins=builtins, entry_points=entry_points)
         self._catalogue: Catalogue | None = None
         self.feature_cache = FeatureCache()
@@ -106,7 +113,8 @@ class Engine:
 
     # -- the three ways to train ---------------------------------------------------
 
-    def run(self, recipe: Recipe, *, data: Data | None = None, save: bool = True) -> Run:
+    def run(self, recipe: Recipe, *, data: Data | None = None, save: bool = True,
+            callbacks: Iterable[keras.callbacks.Callback] = ()) -> Run:
         """Build, load data (unless given), train and save (if ``save.path`` is set).
 
         With ``save.path`` set, a checkpoint is written at every epoch end (keeping
@@ -116,19 +124,26 @@ class Engine:
             recipe: the :class:`~finetunekit.Recipe`.
             data: :class:`~finetunekit.Data` or None. Use this instead of ``[data]``.
             save: bool. Write the run folder when ``save.path`` is set. Defaults to True.
+            callbacks: Keras callbacks, called as over one ``fit`` spanning every stage
+                (docs/python.md, "Callbacks and stopping"). One that sets
+                ``model.stop_training`` ends the run after the epoch (``run.stopped``).
         """
         self.validate(recipe, data=data is None)
         with self._new_run_folder(recipe if save else None, "run") as path:
-            return self._train_and_save(self.build(recipe), data, path)
+            return self._train_and_save(self.build(recipe), data, path, callbacks=callbacks)
 
-    def resume(self, run_dir: str | Path, *, data: Data | None = None) -> Run:
+    def resume(self, run_dir: str | Path, *, data: Data | None = None,
+               callbacks: Iterable[keras.callbacks.Callback] = ()) -> Run:
         """Continue an interrupted run from the newest checkpoint in its folder.
 
         On the CPU with a fixed seed the final weights are bit-identical to those of a
-        run that was never interrupted, also across a stage boundary. A folder killed
-        before its first checkpoint (its recipe.toml and no checkpoint) starts over from
-        its recipe, with a warning. The folder is held like a new run's
-        (:func:`~finetunekit.core.run_folder.hold_run_folder`).
+        run that was never interrupted, also across a stage boundary, and with early
+        stopping: its counters, a stop, and the state of `callbacks` that have
+        ``get_state``/``set_state`` (or are Keras's ``EarlyStopping`` or
+        ``ReduceLROnPlateau``) travel in the checkpoint. Pass the same `callbacks` as the
+        interrupted run. A folder killed before its first checkpoint (its recipe.toml and
+        no checkpoint) starts over from its recipe, with a warning. The folder is held like
+        a new run's (:func:`~finetunekit.core.run_folder.hold_run_folder`).
 
         Raises:
             PersistenceError: the run is finished, or the folder has neither checkpoint
@@ -146,22 +161,26 @@ class Engine:
             if writes and checkpoint is not None and list_checkpoints(run_dir)[-1:] != [checkpoint.path]:
                 checkpoint, recipe = resume_point(run_dir)  # written before we held the folder
             run = self.build(recipe)
-            finished = any(run_dir.glob("model.*"))
-            if finished and (checkpoint is None or checkpoint.epoch >= run.plan.epochs):
+            stopped = checkpoint.state.get("stopped") if checkpoint is not None else None
+            done = checkpoint is None or checkpoint.epoch >= run.plan.epochs or stopped
+            if done and any(run_dir.glob("model.*")):
+                trained = (f"stopped at epoch {stopped['epoch']} ({stopped['reason']})" if stopped
+                           else f"trained all {run.plan.epochs} epoch(s)")
                 raise PersistenceError(
-                    f"Run '{printable(run_dir)}' is finished: it trained all {run.plan.epochs} "
-                    "epoch(s) and saved its model. Nothing to resume; use 'finetunekit retrain' "
-                    "to train it further.")
+                    f"Run '{printable(run_dir)}' is finished: it {trained} and saved its model. "
+                    "Nothing to resume; use 'finetunekit retrain' to train it further.")
             if checkpoint is None:
                 logger.warning(
                     "Run folder '%s' has its recipe.toml but no checkpoint (the run stopped "
                     "before its first epoch ended): starting the run over from that recipe.",
                     printable(run_dir))
-            return self._train_and_save(run, data, run_dir if writes else None, resume=checkpoint)
+            return self._train_and_save(run, data, run_dir if writes else None,
+                                        resume=checkpoint, callbacks=callbacks)
 
     def retrain(self, model_path: str | Path, *, recipe: Recipe | None = None,
                 overrides: Iterable[str] | dict[str, Any] = (), data: Data | None = None,
-                safe_mode: bool = True) -> Run:
+                safe_mode: bool = True,
+                callbacks: Iterable[keras.callbacks.Callback] = ()) -> Run:
         """Load a saved model and train it further, keeping or changing the strategy.
 
         Args:
@@ -172,6 +191,7 @@ class Engine:
                 ``save.path`` for the new run.
             data: :class:`~finetunekit.Data` or None, instead of ``[data]``.
             safe_mode: bool. Refuse models that carry Python code.
+            callbacks: Keras callbacks, as for :meth:`run`.
         """
         file, fmt = locate_model(Path(model_path), self.catalogue)
         if not fmt.trainable:
@@ -185,7 +205,7 @@ class Engine:
             run = self.build(new)
             loaded = self.load_model(file, format=fmt.name, safe_mode=safe_mode, recipe=recipe)
             copy_weights(loaded, run.model, file)
-            return self._train_and_save(run, data, path)
+            return self._train_and_save(run, data, path, callbacks=callbacks)
 
     @contextlib.contextmanager
     def _new_run_folder(self, recipe: Recipe | None, command: str) -> Iterator[Path | None]:
@@ -201,7 +221,7 @@ class Engine:
             yield path
 
     def _train_and_save(self, run: Run, data: Data | None, path: Path | None, *,
-                        resume: Checkpoint | None = None) -> Run:
+                        resume: Checkpoint | None = None, callbacks: Iterable[Any] = ()) -> Run:
         """The path every run takes once built: data, recipe first, fit, save, observers."""
         data = data if data is not None else self.load_data(run.recipe)
         if path is not None:
@@ -209,7 +229,7 @@ class Engine:
                 path.mkdir(parents=True, exist_ok=True)
                 atomic_write(path / "recipe.toml", run.recipe.to_toml())
             run.path = path
-        self.fit(run, data, resume=resume)
+        self.fit(run, data, resume=resume, callbacks=callbacks)
         if path is not None:
             self.save_run(run)
         self.call("finetunekit_run_end", run=run)
@@ -227,8 +247,13 @@ class Engine:
         return assembly.assemble(self.catalogue, recipe)
 
     @_scoped
-    def fit(self, run: Run, data: Data, *, resume: Checkpoint | None = None) -> Run:
+    def fit(self, run: Run, data: Data, *, resume: Checkpoint | None = None,
+            callbacks: Iterable[keras.callbacks.Callback] = ()) -> Run:
         """Train `run` on `data`, stage by stage, recompiling at each stage.
+
+        Stops early, after an epoch, when a callback sets ``model.stop_training`` or a
+        lifecycle hook calls ``run.request_stop(reason)`` (``run.stopped`` says when and
+        why); raises :class:`~finetunekit.NonFiniteLossError` if the loss becomes NaN.
 
         Args:
             run: the :class:`Run` from :meth:`build`.
@@ -236,6 +261,7 @@ class Engine:
             resume: a :class:`~finetunekit.core.checkpoint.Checkpoint` of this recipe, or
                 None. Training continues after its epoch with its model state, and with
                 its optimizer state if that stage was not finished.
+            callbacks: Keras callbacks over the whole run (:meth:`run`).
         """
         recipe = run.recipe
         check_data(data, run)
@@ -245,13 +271,18 @@ class Engine:
         steps = run.steps_per_epoch = steps_per_epoch(data.train, batch_size)
         keras.utils.set_random_seed(seed)
         start = resume.epoch if resume else 0
+        state = resume.state if resume else {}
+        run.stopped, run.epoch = state.get("stopped"), start
         if resume:
             run.history = [dict(row) for row in resume.history]
+        run_callbacks = self._run_callbacks(run, callbacks, state, steps)
         loop = self.distributions.epoch_loop(recipe["train"]["distribution"])
         self.call("finetunekit_run_start", run=run)
         epoch, last = 0, len(run.plan.stages) - 1
         for index, stage in enumerate(run.plan.stages):
             end = epoch + stage.epochs
+            if run.stopped and resume is None:
+                break
             if end <= start and index < last:  # finished before the checkpoint
                 epoch = end
                 continue
@@ -261,24 +292,52 @@ class Engine:
                 if index == resume.stage_index and resume.optimizer:
                     restore_optimizer(run.model, resume)
                 resume = None
+            if run.stopped:  # a resumed run that had stopped: only its model was needed
+                break
             self.call("finetunekit_stage_start", run=run, stage=stage, index=index)
             first = len(run.history)
             trainer, stage_data = run.model, data
             if uses_cache(run, stage, data) and start < end:
                 trainer, stage_data = self.cached_head(run, data, batch_size)
-            callbacks = [Lifecycle(self, run, stage)]
+            run_callbacks.begin(trainer, state.get("callbacks"))
+            lifecycle = [Lifecycle(self, run, stage, run_callbacks)]
+            trainer.stop_training = False  # as Keras's fit does; the epoch loop does not
             for current in range(max(epoch, start), end):
                 epoch_data = (run.mix.epoch(stage_data, batch_size, current, seed)
                               if run.mix else stage_data)
-                fit_epoch(trainer, epoch_data, batch_size, current, seed, callbacks, loop)
+                fit_epoch(trainer, epoch_data, batch_size, current, seed, lifecycle, loop)
+                if getattr(trainer, "stop_training", False):
+                    run.request_stop("model.stop_training was set")
+                if run.stopped:
+                    break
             epoch = end
             self.call("finetunekit_stage_end", run=run, stage=stage, index=index,
                       history=run.history[first:])
+        run_callbacks.end()
         if isinstance(data.train, tuple) and len(data.train[0]):
             # a cached stage trains the head alone; one call marks the whole model as
             # used, which Keras's exporters require
             run.model(data.train[0][:1], training=False)
         return run
+
+    def _run_callbacks(self, run: Run, callbacks: Iterable[Any], state: dict[str, Any],
+                       steps: int | None) -> RunCallbacks:
+        """The run's callbacks (``[train.early_stopping]`` first, then the caller's), its
+        lifecycle plugins' settings, and what of them each checkpoint keeps."""
+        early = run.recipe["train"]["early_stopping"]
+        chosen = [EarlyStopping(run, **early)] if early is not None else []
+        run_callbacks = RunCallbacks([*chosen, *callbacks],
+                                     {"epochs": run.plan.epochs, "steps": steps, "verbose": 0})
+        run.settings = self.catalogue.settings(run.recipe)
+        observers = {o.name: o for o in self.catalogue.observers()}
+        for name, saved in (state.get("observers") or {}).items():
+            if name in observers and observers[name].restore is not None:
+                self.catalogue.call("observer", observers[name], "restore", saved)
+        run.state_sources = {
+            "callbacks": run_callbacks.state,
+            "observers": lambda: {name: self.catalogue.call("observer", o, "state")
+                                  for name, o in observers.items() if o.state is not None}}
+        return run_callbacks
 
     @_scoped
     def prepare_stage(self, run: Run, index: int) -> None:
@@ -328,7 +387,7 @@ class Engine:
         write_run_files(run.path, run.recipe, run.history, {
             "stages": [{**stage.to_dict(), "trained_layers": run.trained_layers(index)}
                        for index, stage in enumerate(run.plan.stages)],
-            "class_names": run.class_names})
+            "class_names": run.class_names, "stopped": run.stopped})
         return run.path
 
     def save_model(self, model: Any, path: str | Path, format: str = "keras", *,

@@ -50,6 +50,18 @@ class PersistenceError(FinetunekitError, OSError):
     """A model or run folder could not be saved or loaded."""
 
 
+class NonFiniteLossError(FinetunekitError, FloatingPointError):
+    """The training loss became NaN or infinite; the run stopped without saving a model.
+
+    Attributes:
+        epoch: int. The epoch (from 1) whose loss was not finite.
+    """
+
+    def __init__(self, message: str, *, epoch: int):
+        super().__init__(message)
+        self.epoch = epoch
+
+
 def did_you_mean(received: str, known: Iterable[str]) -> str:
     """Return `` Did you mean 'x'?`` for the closest known name, or an empty string."""
     close = difflib.get_close_matches(str(received), list(known), n=1, cutoff=0.6)

@@ -134,6 +134,20 @@ def finetunekit_register_augmentations(register):
 
 
 @hookspec
+def finetunekit_register_observers(register):
+    """Contribute lifecycle plugins that have recipe keys or state.
+
+    An :class:`~finetunekit.Observer` declares its own recipe section and keys (validated
+    like a component's; present in the recipe, they turn the plugin on and reach its
+    hooks as ``run.settings[section]``), and optionally ``state()``/``restore(state)``,
+    saved in every epoch checkpoint and given back on resume. The plugin's behaviour is
+    still its lifecycle hooks below; the observer only describes it.
+
+    :param register: call ``register(Observer(...))`` once per lifecycle plugin.
+    """
+
+
+@hookspec
 def finetunekit_run_start(run):
     """A run is about to train.
 
@@ -170,6 +184,10 @@ def finetunekit_epoch_end(run, stage, epoch, logs):
     :param stage: the :class:`~finetunekit.Stage` training.
     :param epoch: int. Epoch number over the whole run, from 1.
     :param logs: dict of metric name to float (loss, accuracy, val_loss, ...).
+
+    Call ``run.request_stop(reason)`` to end the run cleanly after this epoch. The
+    built-in checkpoint writer runs last (``trylast``), so its checkpoint holds the
+    state that the other implementations left (the stop, an observer's ``state()``).
     """
 
 

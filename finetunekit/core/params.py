@@ -25,7 +25,8 @@ class _Required:
 REQUIRED: Any = _Required()
 """Marker default for a key the recipe must give."""
 
-_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list"}
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+               list: "a list", dict: "a table"}
 _PLURALS = {int: "integers", float: "numbers", str: "strings", bool: "booleans", list: "lists"}
 
 
@@ -45,6 +46,9 @@ class Param:
         length: int or None. Exact length when `type` is `list`.
         check: callable or None. `check(value)` returns an error string, or None if fine.
         nullable: bool. Whether `None` (omitted in TOML) is a valid explicit value.
+        keys: mapping of str to Param, or None. For a `dict` value (a TOML sub-table such
+            as ``[train.early_stopping]``): its own keys, validated and filled with their
+            defaults like a section's.
     """
 
     type: type | tuple[type, ...]
@@ -57,6 +61,7 @@ class Param:
     length: int | None = None
     check: Callable[[Any], str | None] | None = None
     nullable: bool = False
+    keys: Mapping[str, Param] | None = None
 
     @property
     def required(self) -> bool:
@@ -117,6 +122,8 @@ def validate_value(key: str, value: Any, param: Param) -> Any:
         _check_bounds(key, value, param)
         if float in types and int not in types:
             value = float(value)
+    elif isinstance(value, dict) and param.keys is not None:
+        value = validate_section(key, param.keys, value)
     if param.choices is not None and value not in param.choices:
         raise RecipeError(
             unknown_name_message(f"value for '{key}'", value, [str(c) for c in param.choices])

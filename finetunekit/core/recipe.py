@@ -25,6 +25,16 @@ def _positive_dims(shape: list[int]) -> str | None:
     return None
 
 
+EARLY_STOPPING_KEYS: dict[str, Param] = {
+    "monitor": Param(str, "val_loss", help="the logged metric to watch, e.g. val_loss, val_accuracy"),
+    "patience": Param(int, 0, min=0, help="epochs without improvement before stopping"),
+    "min_delta": Param(float, 0.0, min=0.0, help="smallest change that counts as an improvement"),
+    "mode": Param(str, "auto", choices=("auto", "min", "max"),
+                  help="min: lower is better; max: higher is better; auto: max for accuracy/auc"),
+    "restore_best": Param(bool, False, help="end with the weights of the best epoch"),
+}
+"""Keys of the ``[train.early_stopping]`` sub-table (its presence turns early stopping on)."""
+
 CORE_KEYS: dict[str, dict[str, Param]] = {
     "backbone": {
         "name": Param(str, help="backbone name, e.g. vgg16 (finetunekit list)"),
@@ -64,6 +74,9 @@ CORE_KEYS: dict[str, dict[str, Param]] = {
                               choices=("none", "mirrored", "multi_worker", "data_parallel"),
                               help="data-parallel engine: mirrored, multi_worker (TensorFlow), "
                                    "data_parallel (JAX); data.batch_size is the global batch"),
+        "early_stopping": Param(dict, None, nullable=True, keys=EARLY_STOPPING_KEYS,
+                                help="[train.early_stopping] table: stop when `monitor` stops "
+                                     "improving"),
     },
     "save": {
         "path": Param(str, None, nullable=True, help="run folder; omit to keep the model in memory"),
@@ -140,14 +153,13 @@ class Recipe:
         result: dict[str, dict[str, Any]] = {}
         for name, body in sections.items():
             if name not in CORE_KEYS:
-                raise RecipeError(
-                    f"Unknown recipe section [{name}]. Known: {', '.join(CORE_KEYS)}."
-                    f"{did_you_mean(name, CORE_KEYS)}"
-                )
+                check_plugin_section(name)
             if not isinstance(body, Mapping):
                 raise RecipeError(
                     f"[{name}] must be a table of keys. Received: {name}={body!r}."
                 )
+            if name not in CORE_KEYS:  # a lifecycle plugin's: the engine checks its keys
+                result[name] = dict(copy.deepcopy(body))
         if "backbone" not in sections or "name" not in sections["backbone"]:
             raise RecipeError(
                 "'backbone.name' is required: add [backbone] name = \"vgg16\" (finetunekit list "
@@ -181,11 +193,20 @@ class Recipe:
 
     def core(self, section: str) -> dict[str, Any]:
         """The engine's own keys of a section."""
-        return {k: v for k, v in self[section].items() if k in CORE_KEYS[section]}
+        return {k: v for k, v in self[section].items() if k in CORE_KEYS.get(section, {})}
 
     def extras(self, section: str) -> dict[str, Any]:
-        """The keys of a section that belong to the selected component."""
-        return {k: v for k, v in self[section].items() if k not in CORE_KEYS[section]}
+        """The keys of a section that belong to the selected component (all the keys of a
+        lifecycle plugin's section)."""
+        return {k: v for k, v in self[section].items() if k not in CORE_KEYS.get(section, {})}
+
+    def plugin_sections(self) -> list[str]:
+        """The sections that are not the engine's: lifecycle plugins' (``[Observer.section]``),
+        which :meth:`finetunekit.Engine.validate` checks against the registered plugins."""
+        return [name for name in self._sections if name not in CORE_KEYS]
+
+    def __contains__(self, section: object) -> bool:
+        return section in self._sections
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Every section as plain dicts (a deep copy); ``None`` values left out."""
@@ -232,12 +253,21 @@ class Recipe:
                     f"An override must look like section.key=value. Received: '{dotted}'."
                 )
             if section not in CORE_KEYS:
-                raise RecipeError(
-                    f"Unknown recipe section [{section}] in override '{dotted}'. Known: "
-                    f"{', '.join(CORE_KEYS)}.{did_you_mean(section, CORE_KEYS)}"
-                )
+                check_plugin_section(section, f" in override '{dotted}'")
             data.setdefault(section, {})[key] = value
         return Recipe(data, source=self.source)
+
+
+def check_plugin_section(name: str, where: str = "") -> None:
+    """Refuse a section that is no engine section and looks like a misspelt one.
+
+    Any other name may be a lifecycle plugin's section; the engine, which knows the
+    plugins, refuses it if none declares it (:meth:`Catalogue.validate`).
+    """
+    hint = did_you_mean(name, CORE_KEYS)
+    if hint or not name.isidentifier():
+        raise RecipeError(f"Unknown recipe section [{name}]{where}. Known: "
+                          f"{', '.join(CORE_KEYS)}.{hint}")
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:

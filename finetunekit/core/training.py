@@ -6,6 +6,7 @@ Kept apart so that :mod:`finetunekit.core.engine` reads as the flow alone.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import keras
 import numpy as np
 
 from finetunekit.core import stages
+from finetunekit.core.callbacks import check_finite
 from finetunekit.core.components import BuiltHead, Data, Plan, Stage
 from finetunekit.core.errors import DataError, PersistenceError
 from finetunekit.core.recipe import Recipe
@@ -40,6 +42,12 @@ class Run:
         variable_flags: dict. Each base variable's own trainable flag after planning
             (a strategy may change some, e.g. LoRA), restored at every stage.
         steps_per_epoch: int or None. Batches per epoch, once training started.
+        stopped: dict or None. Set when the run ended early: ``{"epoch": int, "reason":
+            str}`` (a callback set ``model.stop_training``, early stopping, or
+            :meth:`request_stop`). None when it trained every planned epoch.
+        settings: dict. Each lifecycle plugin's section the recipe has, its keys
+            validated and defaults filled (:class:`~finetunekit.Observer`).
+        epoch: int. The epoch training or last trained, from 1 (0 before training).
     """
 
     recipe: Recipe
@@ -57,6 +65,25 @@ class Run:
     variable_flags: dict[str, bool] = field(default_factory=dict)
     steps_per_epoch: int | None = None
     class_names: list[str] | None = None
+    stopped: dict[str, Any] | None = None
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    epoch: int = 0
+    state_sources: dict[str, Callable[[], Any]] = field(default_factory=dict, repr=False)
+
+    def request_stop(self, reason: str) -> None:
+        """End the run cleanly after the current epoch (the first request is kept).
+
+        Call it from a lifecycle hook; the run folder is written as for a finished run,
+        with ``stopped`` in ``plan.json``, and a resumed run stops there too.
+        """
+        if self.stopped is None:
+            self.stopped = {"epoch": self.epoch, "reason": str(reason)}
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """The state beyond the model that a checkpoint keeps: the stop, and what each
+        source the engine registered (callbacks, lifecycle plugins) returns now."""
+        return {"stopped": self.stopped,
+                **{name: source() for name, source in self.state_sources.items()}}
 
     @property
     def stage(self) -> Stage:
@@ -87,18 +114,66 @@ class Run:
 
 
 class Lifecycle(keras.callbacks.Callback):
-    """Forwards Keras's callbacks to the lifecycle hooks and records history."""
+    """Forwards Keras's callbacks to the lifecycle hooks and the run's own callbacks
+    (:class:`~finetunekit.core.callbacks.RunCallbacks`), records history, and stops.
 
-    def __init__(self, engine: Any, run: Run, stage: Stage):
+    At an epoch end, in order: a non-finite loss raises; the run's callbacks see the
+    epoch (one that sets ``model.stop_training`` stops the run); the history row is
+    added; the ``finetunekit_epoch_end`` hooks run (the checkpoint writer last).
+    """
+
+    def __init__(self, engine: Any, run: Run, stage: Stage, callbacks: Any = None):
         super().__init__()
-        self.engine, self.run, self.stage = engine, run, stage
+        self.engine, self.run, self.stage, self.callbacks = engine, run, stage, callbacks
+        # a per-batch hook costs a host sync per step: call it only if implemented, and
+        # leave Keras's default batch-end methods in place (Keras marks them _is_default
+        # and then dispatches batch ends asynchronously) when nothing needs them
+        self._batch_hook = bool(engine.pm.hook.finetunekit_batch_end.get_hookimpls())
+        users = callbacks.callbacks if callbacks is not None else []
+        needs = {"on_train_batch_end": self._batch_hook, "on_test_batch_end": False}
+        for method in needs:
+            needs[method] = needs[method] or any(
+                not getattr(getattr(c, name), "_is_default", False) for c in users
+                for name in (method, "on_batch_end"))
+            if not needs[method]:
+                setattr(self, method, getattr(keras.callbacks.Callback, method).__get__(self))
+
+    def _forward(self, method: str, *args: Any) -> None:
+        if self.callbacks is not None:
+            self.callbacks.call(method, *args)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.run.epoch = epoch + 1
+        self._forward("on_epoch_begin", epoch, logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._forward("on_train_batch_begin", batch, logs)
 
     def on_train_batch_end(self, batch, logs=None):
-        self.engine.call("finetunekit_batch_end", run=self.run, stage=self.stage, batch=batch,
-                         logs=dict(logs or {}))
+        self._forward("on_train_batch_end", batch, logs)
+        if self._batch_hook:
+            self.engine.call("finetunekit_batch_end", run=self.run, stage=self.stage,
+                             batch=batch, logs=dict(logs or {}))
+
+    def on_test_begin(self, logs=None):
+        self._forward("on_test_begin", logs)
+
+    def on_test_batch_begin(self, batch, logs=None):
+        self._forward("on_test_batch_begin", batch, logs)
+
+    def on_test_batch_end(self, batch, logs=None):
+        self._forward("on_test_batch_end", batch, logs)
+
+    def on_test_end(self, logs=None):
+        self._forward("on_test_end", logs)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}
+        check_finite(logs, epoch + 1, self.run)
+        if self.callbacks is not None:
+            reason = self.callbacks.epoch_end(epoch, dict(logs), self.model)
+            if reason is not None:
+                self.run.request_stop(reason)
         rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         row = {"epoch": epoch + 1, "stage": self.stage.name, **logs, "learning_rate": rate}
         self.run.history.append(row)

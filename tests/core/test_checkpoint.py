@@ -130,3 +130,36 @@ def test_resume_of_a_finished_run_says_so_and_leaves_it_alone(tmp_path):
     with pytest.raises(PersistenceError, match="is finished: it trained all 1 epoch"):
         engine.resume(tmp_path / "run", data=tiny_data())
     assert (model.stat().st_mtime_ns, model.read_bytes()) == before
+
+
+@pytest.mark.slow
+def test_resume_with_early_stopping_makes_the_same_stop_bit_identically(tmp_path):
+    import keras
+
+    from finetunekit.testing import tiny_data, tiny_recipe
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise KeyboardInterrupt  # after epoch 2's checkpoint: early stopping waits 1
+
+    def recipe(name):  # the loss never improves by 100: stop after 1 + patience epochs
+        return tiny_recipe(epochs=6, head={"hidden": [8], "dropout": 0.5},
+                           train={"seed": 3, "early_stopping": {
+                               "monitor": "loss", "min_delta": 100.0, "patience": 2}},
+                           save={"path": str(tmp_path / name), "keep_checkpoints": 1})
+
+    data = tiny_data()
+    reference = Engine(entry_points=False).run(recipe("reference"), data=data)
+    with pytest.raises(KeyboardInterrupt):
+        Engine(entry_points=False).run(recipe("cut"), data=data, callbacks=[Interrupt()])
+    assert read_checkpoint(list_checkpoints(tmp_path / "cut")[-1]).state["callbacks"] == {
+        "train.early_stopping": {"wait": 1, "best": reference.history[0]["loss"],
+                                 "best_epoch": 1, "best_weights": None}}
+    resumed = Engine(entry_points=False).resume(tmp_path / "cut", data=data)
+    assert reference.stopped["epoch"] == resumed.stopped["epoch"] == 3
+    assert resumed.stopped == reference.stopped and resumed.history == reference.history
+    for expected, got in zip(_weights(tmp_path / "reference"), _weights(tmp_path / "cut")):
+        np.testing.assert_array_equal(got, expected)
+    with pytest.raises(Exception, match="is finished: it stopped at epoch 3 \\(early stopping"):
+        Engine(entry_points=False).resume(tmp_path / "cut", data=data)

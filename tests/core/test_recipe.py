@@ -85,7 +85,7 @@ def test_overrides_parse_toml_values_and_plain_strings():
 
 
 @pytest.mark.parametrize("section, key, value, message", [
-    ("train", "epoch", 50, "Unknown key 'train.epoch'. Known: distribution, epochs, "),
+    ("train", "epoch", 50, "Unknown key 'train.epoch'. Known: distribution, early_stopping, epochs, "),
     ("optimizer", "learning_rate", float("nan"), "'optimizer.learning_rate' must be a finite number"),
     ("optimizer", "learning_rate", float("inf"), "'optimizer.learning_rate' must be a finite number"),
     ("train", "seed", 2**32, "'train.seed' must be <= 4294967295"),
@@ -104,3 +104,17 @@ def test_list_types_read_naturally():
 
     assert Param(list, [], items=str).describe_type() == "a list of strings"
     assert Param(list, [1, 1], items=int, length=2).describe_type() == "a list of integers of length 2"
+
+
+def test_early_stopping_is_a_sub_table_with_its_own_keys_and_defaults():
+    recipe = Recipe.from_string('[backbone]\nname = "vgg16"\n[train.early_stopping]\npatience = 2\n')
+    assert recipe["train"]["early_stopping"] == {
+        "monitor": "val_loss", "patience": 2, "min_delta": 0.0, "mode": "auto",
+        "restore_best": False}
+    assert Recipe.from_string(recipe.to_toml()) == recipe
+    assert Recipe.from_dict(_base())["train"]["early_stopping"] is None
+    with pytest.raises(RecipeError, match="Unknown key 'train.early_stopping.patiense'.*"
+                                          "Did you mean 'patience'"):
+        recipe.with_overrides({"train.early_stopping": {"patiense": 2}})
+    with pytest.raises(RecipeError, match="Unknown value for 'train.early_stopping.mode' 'low'"):
+        recipe.with_overrides({"train.early_stopping": {"mode": "low"}})

@@ -5,8 +5,17 @@ Not registered by default, so that embedding code stays quiet; the CLI registers
 
 from __future__ import annotations
 
+import time
+
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from finetunekit.core.manager import hookimpl
 
@@ -16,17 +25,22 @@ def _format_logs(logs: dict) -> str:
 
 
 class RichProgress:
-    """Show a bar per epoch and a line of metrics after it.
+    """Show a bar per epoch (steps done of ``run.steps_per_epoch``, elapsed time, ETA,
+    then "validating" once the last step is done) and a line of metrics after it.
+
+    The bar is redrawn at most every `interval` seconds: the per-step hook stays cheap.
 
     Args:
         console: rich Console or None. Where to print; stderr by default.
+        interval: float. Least seconds between two updates of the bar. Defaults to 0.1.
     """
 
-    def __init__(self, console: Console | None = None):
+    def __init__(self, console: Console | None = None, interval: float = 0.1):
         self.console = console or Console(stderr=True)
+        self.interval = interval
         self._progress: Progress | None = None
         self._task = None
-        self._steps = None
+        self._updated = 0.0
 
     @hookimpl
     def finetunekit_stage_start(self, run, stage, index):
@@ -40,12 +54,23 @@ class RichProgress:
 
     @hookimpl
     def finetunekit_batch_end(self, run, stage, batch, logs):
+        total = run.steps_per_epoch
         if self._progress is None:
-            self._progress = Progress(TextColumn("  epoch"), BarColumn(), MofNCompleteColumn(),
-                                      TimeElapsedColumn(), console=self.console, transient=True)
+            self._progress = Progress(TextColumn("  {task.description}"), BarColumn(),
+                                      MofNCompleteColumn(), TimeElapsedColumn(),
+                                      TextColumn("eta"), TimeRemainingColumn(),
+                                      console=self.console, transient=True,
+                                      refresh_per_second=4)
             self._progress.start()
-            self._task = self._progress.add_task("epoch", total=None)
-        self._progress.update(self._task, completed=batch + 1)
+            self._task = self._progress.add_task(
+                f"epoch {run.epoch}/{run.plan.epochs}", total=total)
+        now = time.monotonic()
+        last = total is not None and batch + 1 >= total
+        if last or now - self._updated >= self.interval:
+            self._updated = now
+            self._progress.update(self._task, completed=batch + 1)
+        if last:
+            self._progress.update(self._task, description=f"epoch {run.epoch}: validating")
 
     @hookimpl
     def finetunekit_epoch_end(self, run, stage, epoch, logs):
