@@ -12,7 +12,7 @@ import keras
 from finetunekit.core.components import Format
 from finetunekit.core.errors import PersistenceError
 from finetunekit.core.manager import hookimpl
-from finetunekit.plugins.formats.native import refuse_lambda
+from finetunekit.plugins.formats.native import missing_class, plain_keras_compile, refuse_lambda
 
 
 def save_h5(model, path, run=None) -> None:
@@ -22,7 +22,8 @@ def save_h5(model, path, run=None) -> None:
     compile_config = getattr(model, "_compile_config", None)
     kept = dict(compile_config.config) if compile_config is not None else None
     try:
-        model.save(str(path))
+        with plain_keras_compile(model):
+            model.save(str(path))
     finally:
         if kept is not None:
             compile_config.config = kept
@@ -38,6 +39,9 @@ def load_h5(path, safe_mode=True, template=None):
     except Exception as exc:
         if "safe_mode" in str(exc) or "lambda" in str(exc).lower():
             raise refuse_lambda(path, exc) from exc
+        missing = missing_class(path, exc)
+        if missing is not None:
+            raise missing from exc
         raise PersistenceError(
             f"Could not load '{path}' as a Keras H5 model: {type(exc).__name__}: {exc}. "
             "If it holds only weights, use format 'weights' with the recipe."
