@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from finetunekit.core.feature_cache import FeatureCache, head_stage, uses_cache
 from finetunekit.core.manager import call_hook, get_plugin_manager, register_plugin, require_result
 from finetunekit.core.precision import precision_scope
 from finetunekit.core.recipe import Recipe
+from finetunekit.core.schedules import with_python_optimizer
 from finetunekit.core.run_folder import (
     atomic_write,
     check_run_folder,
@@ -100,7 +102,8 @@ class Engine:
 
     # -- the three ways to train ---------------------------------------------------
 
-    def run(self, recipe: Recipe, *, data: Data | None = None, save: bool = True) -> Run:
+    def run(self, recipe: Recipe, *, data: Data | None = None, save: bool = True,
+            optimizer: Any = None) -> Run:
         """Build, load data (unless given), train and save (if ``save.path`` is set).
 
         With ``save.path`` set, a checkpoint is written at every epoch end (keeping
@@ -110,21 +113,35 @@ class Engine:
             recipe: the :class:`~finetunekit.Recipe`.
             data: :class:`~finetunekit.Data` or None. Use this instead of ``[data]``.
             save: bool. Write the run folder when ``save.path`` is set. Defaults to True.
+            optimizer: a ``keras.optimizers.Optimizer``, a callable
+                ``(stage, steps_per_epoch) -> optimizer``, or None (the recipe's). An
+                instance is cloned for every stage from its config, with the stage's
+                learning rate (and ``optimizer.schedule``) unless its own rate is a
+                schedule; a callable's optimizer is used as it returns it. The recipe
+                then records ``optimizer.name = "custom"``, and the run folder
+                ``optimizer.json`` (each stage's optimizer class and config).
         """
+        recipe = with_python_optimizer(recipe, optimizer)
         self.validate(recipe, data=data is None)
         path = self._new_run_folder(recipe) if save else None
-        return self._train_and_save(self.build(recipe), data, path)
+        run = self.build(recipe)
+        run.optimizer = optimizer
+        return self._train_and_save(run, data, path)
 
-    def resume(self, run_dir: str | Path, *, data: Data | None = None) -> Run:
+    def resume(self, run_dir: str | Path, *, data: Data | None = None,
+               optimizer: Any = None) -> Run:
         """Continue an interrupted run from the newest checkpoint in its folder.
 
         On the CPU with a fixed seed the final weights are bit-identical to those of a
-        run that was never interrupted, also across a stage boundary.
+        run that was never interrupted, also across a stage boundary. A run started with
+        ``optimizer=`` from Python needs it again (``optimizer.name = "custom"``).
         """
         run_dir = Path(run_dir)
         checkpoint = latest_checkpoint(run_dir)
-        recipe = Recipe.from_string(checkpoint.recipe, source=str(checkpoint.path))
+        recipe = with_python_optimizer(
+            Recipe.from_string(checkpoint.recipe, source=str(checkpoint.path)), optimizer)
         run = self.build(recipe)
+        run.optimizer = optimizer
         if checkpoint.epoch >= run.plan.epochs and any(run_dir.glob("model.*")):
             raise PersistenceError(
                 f"Run '{run_dir}' is finished: it trained all {run.plan.epochs} epoch(s) and "
@@ -134,7 +151,7 @@ class Engine:
 
     def retrain(self, model_path: str | Path, *, recipe: Recipe | None = None,
                 overrides: Iterable[str] | dict[str, Any] = (), data: Data | None = None,
-                safe_mode: bool = True) -> Run:
+                safe_mode: bool = True, optimizer: Any = None) -> Run:
         """Load a saved model and train it further, keeping or changing the strategy.
 
         Args:
@@ -145,6 +162,7 @@ class Engine:
                 ``save.path`` for the new run.
             data: :class:`~finetunekit.Data` or None, instead of ``[data]``.
             safe_mode: bool. Refuse models that carry Python code.
+            optimizer: a Keras optimizer, a callable, or None, as for :meth:`run`.
         """
         file, fmt = locate_model(Path(model_path), self.catalogue)
         if not fmt.trainable:
@@ -153,9 +171,11 @@ class Engine:
                 "it. Retrain from the run's model.keras or a checkpoint (format 'keras' or "
                 "'checkpoint').")
         new = retrain_recipe((recipe or recipe_beside(file)).with_overrides(overrides), file)
+        new = with_python_optimizer(new, optimizer)
         self.validate(new, data=data is None)
         path = self._new_run_folder(new)
         run = self.build(new)
+        run.optimizer = optimizer
         loaded = self.load_model(file, format=fmt.name, safe_mode=safe_mode, recipe=recipe)
         copy_weights(loaded, run.model, file)
         return self._train_and_save(run, data, path)
@@ -235,7 +255,8 @@ class Engine:
             trainer, stage_data = run.model, data
             if uses_cache(run, stage, data) and start < end:
                 trainer, stage_data = self.cached_head(run, data, batch_size)
-            callbacks = [Lifecycle(self, run, stage)]
+            # the stage's schedule may need a callback (plateau): compile_stage sets them
+            callbacks = [Lifecycle(self, run, stage), *run.stage_callbacks]
             for current in range(max(epoch, start), end):
                 epoch_data = (run.mix.epoch(stage_data, batch_size, current, seed)
                               if run.mix else stage_data)
@@ -298,6 +319,9 @@ class Engine:
             "stages": [{**stage.to_dict(), "trained_layers": run.trained_layers(index)}
                        for index, stage in enumerate(run.plan.stages)],
             "class_names": run.class_names})
+        if run.optimizers_used:  # an optimizer from Python: what each stage really used
+            atomic_write(run.path / "optimizer.json", json.dumps(
+                {"source": "python", "stages": run.optimizers_used}, indent=2))
         return run.path
 
     def save_model(self, model: Any, path: str | Path, format: str = "keras", *,

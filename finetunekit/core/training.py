@@ -40,6 +40,13 @@ class Run:
         variable_flags: dict. Each base variable's own trainable flag after planning
             (a strategy may change some, e.g. LoRA), restored at every stage.
         steps_per_epoch: int or None. Batches per epoch, once training started.
+        optimizer: a ``keras.optimizers.Optimizer`` or a callable
+            ``(stage, steps_per_epoch) -> optimizer`` given from Python
+            (``Engine.run(optimizer=...)``), or None: the recipe's ``[optimizer]``.
+        optimizers_used: list of dict. Per compiled stage, the optimizer's class and
+            config when it came from Python (written to ``optimizer.json``).
+        stage_callbacks: list. Keras callbacks the current stage's schedule needs
+            (``schedule = "plateau"``), set at each compile; fit adds them.
     """
 
     recipe: Recipe
@@ -57,6 +64,9 @@ class Run:
     variable_flags: dict[str, bool] = field(default_factory=dict)
     steps_per_epoch: int | None = None
     class_names: list[str] | None = None
+    optimizer: Any = None
+    optimizers_used: list[dict[str, Any]] = field(default_factory=list)
+    stage_callbacks: list[Any] = field(default_factory=list)
 
     @property
     def stage(self) -> Stage:
