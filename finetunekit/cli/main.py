@@ -27,6 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 COMMAND_PLUGINS: tuple[str, ...] = (
     "finetunekit.cli.commands",
+    "finetunekit.cli.lr_find",
     "finetunekit.demo.command",
     "finetunekit.bench.command",
 )

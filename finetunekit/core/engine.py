@@ -34,6 +34,7 @@ from finetunekit.core.components import Data, DataContext
 from finetunekit.core.distribution import Distributions
 from finetunekit.core.errors import PersistenceError
 from finetunekit.core.feature_cache import FeatureCache, head_stage, uses_cache
+from finetunekit.core.lr_find import LRFinding, lr_sweep
 from finetunekit.core.manager import call_hook, get_plugin_manager, register_plugin, require_result
 from finetunekit.core.precision import precision_scope
 from finetunekit.core.recipe import Recipe
@@ -297,6 +298,37 @@ class Engine:
     def describe(self, recipe: Recipe) -> dict[str, Any]:
         """Build without training; report layers, parameter counts and the plan."""
         return assembly.describe(self.build(recipe))
+
+    @_scoped
+    def lr_find(self, recipe: Recipe, *, data: Data | None = None, start: float = 1e-7,
+                end: float = 10.0, steps: int = 100, optimizer: Any = None) -> LRFinding:
+        """Sweep the learning rate exponentially, one batch per step, and suggest one
+        (Smith 2017; fastai's ``lr_find``; :mod:`finetunekit.core.lr_find`).
+
+        Trains the recipe's first stage that has epochs, with its trainable layers and
+        optimizer, from `start` to `end` over `steps` batches (the data cycled if it has
+        fewer), stopping once the smoothed loss passes 4x its best. Nothing is saved and
+        every weight is put back after.
+
+        Args:
+            recipe: the :class:`~finetunekit.Recipe`.
+            data: :class:`~finetunekit.Data` or None. Use this instead of ``[data]``.
+            start: float. The first rate. Defaults to 1e-7.
+            end: float. The last rate. Defaults to 10.
+            steps: int. Batches swept. Defaults to 100.
+            optimizer: a Keras optimizer, a callable, or None, as for :meth:`run`.
+
+        Returns:
+            :class:`~finetunekit.core.lr_find.LRFinding`: the rates, losses (raw and
+            smoothed) and ``suggested_learning_rate``, the rate where the smoothed loss
+            falls fastest.
+        """
+        recipe = with_python_optimizer(recipe, optimizer)
+        self.validate(recipe, data=data is None)
+        run = self.build(recipe)
+        run.optimizer = optimizer
+        data = data if data is not None else self.load_data(recipe)
+        return lr_sweep(self.catalogue, run, data, start=start, end=end, steps=steps)
 
     def load_data(self, recipe: Recipe) -> Data:
         """Load the data a recipe's ``[data]`` section describes."""
