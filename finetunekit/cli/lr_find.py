@@ -42,7 +42,8 @@ def plot_lr_finding(finding: Any, path: Path, *, title: str = "") -> Path:
     axes.set_ylabel("training loss")
     finite = [s for s in finding.smoothed if s == s and abs(s) != float("inf")]
     if finite:  # keep the divergence from squashing the useful part of the curve
-        low, high = min(finite), min(max(finite), 4 * min(finite) + 1e-12)
+        low = min(finite)
+        high = max(min(max(finite), 1.3 * max(finite[0], low)), low + 1e-12)
         axes.set_ylim(low - 0.05 * (high - low + 1e-12), high + 0.1 * (high - low + 1e-12))
     axes.set_title(title or f"Learning-rate finder, stage '{finding.stage}'")
     axes.grid(True, which="both", alpha=0.3)
