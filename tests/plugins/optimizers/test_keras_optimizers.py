@@ -210,3 +210,19 @@ def test_carry_state_keeps_the_step_count_and_moments_across_stages(engine):
     # 1 step per epoch: the probe's 1 and the fine-tune's 2
     assert int(carried.model.optimizer.iterations) == 3
     assert int(fresh.model.optimizer.iterations) == 2
+
+
+def test_carry_state_copies_slots_by_variable_and_keeps_the_new_rate():
+    from finetunekit.core.schedules import carry_state
+
+    shared, new = keras.Variable([1.0, 2.0], name="shared"), keras.Variable([3.0], name="new")
+    previous = keras.optimizers.Adam(0.1)
+    previous.apply_gradients([(keras.ops.ones((2,)), shared)])
+    optimizer = keras.optimizers.Adam(0.01)
+    assert carry_state(previous, optimizer, [shared, new]) > 0
+    slots = {v.name: v.numpy() for v in optimizer.variables}
+    before = {v.name: v.numpy() for v in previous.variables}
+    assert int(optimizer.iterations) == 1
+    assert float(optimizer.learning_rate) == pytest.approx(0.01)
+    assert np.array_equal(slots["shared_momentum"], before["shared_momentum"])
+    assert not slots["new_momentum"].any()  # a variable new to the stage starts from zero
