@@ -27,6 +27,7 @@ _EXPORTS = {
     "Head": "finetunekit.core.components",
     "BuiltHead": "finetunekit.core.components",
     "Optimizer": "finetunekit.core.components",
+    "Steps": "finetunekit.core.components",
     "Format": "finetunekit.core.components",
     "DataSource": "finetunekit.core.components",
     "Augmentation": "finetunekit.core.components",
@@ -46,6 +47,7 @@ _EXPORTS = {
     "NonFiniteLossError": "finetunekit.core.errors",
     "Observer": "finetunekit.core.components",
     "Preprocess": "finetunekit.plugins.backbones.preprocess",
+    "preprocessing": "finetunekit.plugins.backbones.preprocess",
     "freezing": "finetunekit.freezing",
 }
 

@@ -62,6 +62,7 @@ def quiet_backend_import() -> None:
 
 COMMAND_PLUGINS: tuple[str, ...] = (
     "finetunekit.cli.commands",
+    "finetunekit.cli.lr_find",
     "finetunekit.demo.command",
     "finetunekit.bench.command",
 )

@@ -15,10 +15,10 @@ from typing import Any
 
 import keras
 
-from finetunekit.core import stages
-from finetunekit.core.catalogue import Catalogue
-from finetunekit.core.components import BuiltHead, Plan, PlanContext
-from finetunekit.core.errors import DataError, PluginError, RecipeError
+from finetunekit.core import schedules, stages
+from finetunekit.core.catalogue import Catalogue, takes_keyword
+from finetunekit.core.components import BuiltHead, Plan, PlanContext, Steps
+from finetunekit.core.errors import PluginError, RecipeError
 from finetunekit.core.mixing import LabelMixing
 from finetunekit.core.precision import output_dtype
 from finetunekit.core.recipe import Recipe
@@ -124,23 +124,33 @@ def compile_stage(catalogue: Catalogue, run: Run, index: int,
                   steps_per_epoch: int | None = None) -> None:
     """Compose stage `index` and compile it with a fresh optimizer: its schedule and
     per-layer learning rates. Keras 3 reads trainable flags at compile time, so every
-    stage recompiles."""
+    stage recompiles.
+
+    The optimizer is the recipe's ``[optimizer]`` component, or ``run.optimizer`` when
+    one was given from Python (:func:`finetunekit.core.schedules.python_optimizer`).
+    With ``optimizer.carry_state``, the previous stage's step count and moments are
+    copied into it for the variables that train in both stages.
+    """
     recipe, stage = run.recipe, run.plan.stages[index]
+    section = recipe["optimizer"]
+    previous = getattr(run.model, "optimizer", None) if section["carry_state"] else None
     compose(run, index)
-    optimizer, optimizer_params = catalogue.select(recipe, "optimizer")
-    learning_rate: Any = stage.learning_rate
-    if recipe["optimizer"]["schedule"] == "cosine":
-        if steps_per_epoch is None:
-            raise DataError(
-                "optimizer.schedule = \"cosine\" needs the number of steps per epoch, but the "
-                "training data does not say how many batches it has. Use arrays, a finite "
-                "dataset, or schedule = \"constant\".")
-        learning_rate = keras.optimizers.schedules.CosineDecay(
-            stage.learning_rate, decay_steps=max(1, steps_per_epoch * stage.epochs))
-    opt = catalogue.call(
-        "optimizer", optimizer, "build", learning_rate, recipe["optimizer"]["weight_decay"],
-        params=optimizer_params,
-        expect=(lambda o: isinstance(o, keras.optimizers.Optimizer), "a keras.optimizers.Optimizer"))
+    learning_rate = schedules.stage_learning_rate(section, stage.learning_rate, stage.epochs,
+                                                  steps_per_epoch)
+    if run.optimizer is not None:
+        opt = schedules.python_optimizer(run.optimizer, stage, learning_rate, steps_per_epoch)
+        run.optimizers_used[index:] = [schedules.optimizer_record(stage, opt)]
+    else:
+        optimizer, optimizer_params = catalogue.select(recipe, "optimizer")
+        if takes_keyword(optimizer.build, "steps"):
+            optimizer_params = {**optimizer_params, "steps": Steps(
+                per_epoch=steps_per_epoch, stage=stage,
+                total=None if steps_per_epoch is None else steps_per_epoch * stage.epochs)}
+        opt = catalogue.call(
+            "optimizer", optimizer, "build", learning_rate, section["weight_decay"],
+            params=optimizer_params,
+            expect=(lambda o: isinstance(o, keras.optimizers.Optimizer),
+                    "a keras.optimizers.Optimizer"))
     if stage.lr_scales:
         by_path = {variable.path: stage.lr_scales[layer.name]
                    for layer in run.base.layers if layer.name in stage.lr_scales
@@ -150,6 +160,9 @@ def compile_stage(catalogue: Catalogue, run: Run, index: int,
     # keeps counting there (validation batches included) and would leak into this one
     run.model.compile(optimizer=opt, loss=run.head.loss,
                       metrics=[fresh_metric(m) for m in run.head.metrics])
+    if previous is not None:
+        schedules.carry_state(previous, opt, run.model.trainable_variables)
+    run.stage_callbacks = schedules.stage_callbacks(section)
 
 
 def describe(run: Run) -> dict[str, Any]:

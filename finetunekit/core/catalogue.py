@@ -58,9 +58,26 @@ KEYED_FUNCTIONS: dict[str, dict[str, int]] = {
 """Per kind, the functions that receive the component's recipe keys as keyword
 arguments, with the number of positional arguments the engine passes before them."""
 
+ENGINE_KEYWORDS: dict[str, dict[str, frozenset[str]]] = {
+    "optimizer": {"build": frozenset({"steps"})},
+}
+"""Per kind and function, keyword arguments the engine passes itself when the function
+names them (``Optimizer.build(..., steps=Steps)``): not recipe keys, and no component may
+declare a key of that name."""
 
-def _accepts(fn: Callable, positional: int, keys: set[str]) -> str | None:
-    """Why `fn` cannot be called with `positional` arguments and `keys`, or None."""
+
+def takes_keyword(fn: Callable, name: str) -> bool:
+    """Whether `fn` has a parameter called `name` (not merely ``**kwargs``)."""
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _accepts(fn: Callable, positional: int, keys: set[str],
+             engine: frozenset[str] = frozenset()) -> str | None:
+    """Why `fn` cannot be called with `positional` arguments and `keys` (and the
+    `engine` keywords it names), or None."""
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):  # a builtin without a signature: cannot tell
@@ -75,7 +92,7 @@ def _accepts(fn: Callable, positional: int, keys: set[str]) -> str | None:
     problems = []
     if not takes_any and keys - names:
         problems.append(f"does not accept declared key(s) {sorted(keys - names)}")
-    needed = {p.name for p in named if p.default is p.empty
+    needed = {p.name for p in named if p.default is p.empty and p.name not in engine
               and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     if needed - keys:
         problems.append(f"needs argument(s) {sorted(needed - keys)} that are not declared keys")
@@ -159,8 +176,12 @@ class Catalogue:
                 fail(f"{kind} '{name}' whose key '{key}' has a default that does not fit "
                      f"its own declaration: {exc}")
         for attr, positional in KEYED_FUNCTIONS.get(kind, {}).items():
+            engine = ENGINE_KEYWORDS.get(kind, {}).get(attr, frozenset())
+            if set(params) & engine:
+                fail(f"{kind} '{name}' declaring key(s) {sorted(set(params) & engine)}, which "
+                     f"the engine passes to {attr}() itself. Rename them")
             fn = getattr(component, attr, None)
-            problem = _accepts(fn, positional, set(params)) if callable(fn) else None
+            problem = _accepts(fn, positional, set(params), engine) if callable(fn) else None
             if problem:
                 fail(f"{kind} '{name}' whose {attr}() {problem}. Declare every keyword "
                      f"argument of {attr}() as a Param, and accept every declared key")

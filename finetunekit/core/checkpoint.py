@@ -16,6 +16,7 @@ under a final name, never a truncated file.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ import numpy as np
 from finetunekit.core.errors import PersistenceError, printable
 from finetunekit.core.recipe import Recipe
 from finetunekit.core.run_folder import CHECKPOINT_DIR, atomic_write
+
+logger = logging.getLogger("finetunekit.engine")
 
 SUFFIX = ".ckpt"
 VERSION = 1
@@ -322,3 +325,20 @@ def prune_checkpoints(run_dir: Path, keep: int) -> None:
     if folder.is_dir():
         for stale in folder.glob(".*.tmp"):
             stale.unlink(missing_ok=True)
+
+
+def refuse_finished(run_dir: Path, checkpoint: Checkpoint | None, epochs: int) -> None:
+    """Refuse to resume a run that is over (every epoch trained, or stopped early, and its
+    model saved); warn that a folder without a checkpoint starts over from its recipe."""
+    stopped = checkpoint.state.get("stopped") if checkpoint is not None else None
+    done = checkpoint is None or checkpoint.epoch >= epochs or stopped
+    if done and any(Path(run_dir).glob("model.*")):
+        trained = (f"stopped at epoch {stopped['epoch']} ({stopped['reason']})" if stopped
+                   else f"trained all {epochs} epoch(s)")
+        raise PersistenceError(
+            f"Run '{printable(run_dir)}' is finished: it {trained} and saved its model. "
+            "Nothing to resume; use 'finetunekit retrain' to train it further.")
+    if checkpoint is None:
+        logger.warning(
+            "Run folder '%s' has its recipe.toml but no checkpoint (the run stopped before its "
+            "first epoch ended): starting the run over from that recipe.", printable(run_dir))

@@ -183,6 +183,21 @@ class Head:
 
 
 @dataclass(frozen=True)
+class Steps:
+    """The steps of the stage an optimizer is built for.
+
+    Args:
+        per_epoch: int or None. Batches per epoch (None: the data does not say).
+        total: int or None. Steps of the whole stage (``per_epoch * epochs``).
+        stage: :class:`Stage`. The stage.
+    """
+
+    per_epoch: int | None
+    total: int | None
+    stage: Stage
+
+
+@dataclass(frozen=True)
 class Optimizer:
     """An optimizer factory.
 
@@ -190,7 +205,9 @@ class Optimizer:
         name: str. Recipe name, e.g. ``"rmsprop"``.
         build: callable. ``build(learning_rate, weight_decay, **params)`` returns a
             ``keras.optimizers.Optimizer``. ``learning_rate`` is a float or a Keras
-            learning-rate schedule.
+            learning-rate schedule (``optimizer.schedule``). A build function with a
+            parameter named ``steps`` also gets ``steps=``:class:`Steps` (steps per epoch
+            and of the stage, for a schedule of its own); others are called without it.
         params: mapping of extra recipe keys ``[optimizer]`` accepts.
         description: str. One line for ``finetunekit list``.
     """

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -30,15 +31,18 @@ from finetunekit.core.checkpoint import (
     list_checkpoints,
     restore_model,
     restore_optimizer,
+    refuse_finished,
     resume_point,
 )
 from finetunekit.core.components import Data, DataContext
 from finetunekit.core.distribution import Distributions
-from finetunekit.core.errors import PersistenceError, printable
+from finetunekit.core.errors import PersistenceError
 from finetunekit.core.feature_cache import FeatureCache, head_stage, uses_cache
+from finetunekit.core.lr_find import LRFinding, lr_sweep
 from finetunekit.core.manager import call_hook, get_plugin_manager, register_plugin, require_result
 from finetunekit.core.precision import precision_scope
 from finetunekit.core.recipe import Recipe
+from finetunekit.core.schedules import with_python_optimizer
 from finetunekit.core.run_folder import (
     atomic_write,
     check_run_folder,
@@ -114,7 +118,7 @@ class Engine:
     # -- the three ways to train ---------------------------------------------------
 
     def run(self, recipe: Recipe, *, data: Data | None = None, save: bool = True,
-            callbacks: Iterable[keras.callbacks.Callback] = ()) -> Run:
+            callbacks: Iterable[keras.callbacks.Callback] = (), optimizer: Any = None) -> Run:
         """Build, load data (unless given), train and save (if ``save.path`` is set).
 
         With ``save.path`` set, a checkpoint is written at every epoch end (keeping
@@ -127,13 +131,23 @@ class Engine:
             callbacks: Keras callbacks, called as over one ``fit`` spanning every stage
                 (docs/python.md, "Callbacks and stopping"). One that sets
                 ``model.stop_training`` ends the run after the epoch (``run.stopped``).
+            optimizer: a ``keras.optimizers.Optimizer``, a callable
+                ``(stage, steps_per_epoch) -> optimizer``, or None (the recipe's). An
+                instance is cloned for every stage from its config, with the stage's
+                learning rate (and ``optimizer.schedule``) unless its own rate is a
+                schedule; a callable's optimizer is used as it returns it. The recipe
+                then records ``optimizer.name = "custom"``, and the run folder
+                ``optimizer.json`` (each stage's optimizer class and config).
         """
+        recipe = with_python_optimizer(recipe, optimizer)
         self.validate(recipe, data=data is None)
         with self._new_run_folder(recipe if save else None, "run") as path:
-            return self._train_and_save(self.build(recipe), data, path, callbacks=callbacks)
+            run = self.build(recipe)
+            run.optimizer = optimizer
+            return self._train_and_save(run, data, path, callbacks=callbacks)
 
     def resume(self, run_dir: str | Path, *, data: Data | None = None,
-               callbacks: Iterable[keras.callbacks.Callback] = ()) -> Run:
+               callbacks: Iterable[keras.callbacks.Callback] = (), optimizer: Any = None) -> Run:
         """Continue an interrupted run from the newest checkpoint in its folder.
 
         On the CPU with a fixed seed the final weights are bit-identical to those of a
@@ -141,9 +155,10 @@ class Engine:
         stopping: its counters, a stop, and the state of `callbacks` that have
         ``get_state``/``set_state`` (or are Keras's ``EarlyStopping`` or
         ``ReduceLROnPlateau``) travel in the checkpoint. Pass the same `callbacks` as the
-        interrupted run. A folder killed before its first checkpoint (its recipe.toml and
-        no checkpoint) starts over from its recipe, with a warning. The folder is held like
-        a new run's (:func:`~finetunekit.core.run_folder.hold_run_folder`).
+        interrupted run, and the same `optimizer` for one started with ``optimizer=``
+        (``optimizer.name = "custom"``). A folder killed before its first checkpoint (its
+        recipe.toml and no checkpoint) starts over from its recipe, with a warning. The
+        folder is held like a new run's (:func:`~finetunekit.core.run_folder.hold_run_folder`).
 
         Raises:
             PersistenceError: the run is finished, or the folder has neither checkpoint
@@ -160,27 +175,16 @@ class Engine:
         with hold_run_folder(run_dir, "resume") if writes else contextlib.nullcontext():
             if writes and checkpoint is not None and list_checkpoints(run_dir)[-1:] != [checkpoint.path]:
                 checkpoint, recipe = resume_point(run_dir)  # written before we held the folder
-            run = self.build(recipe)
-            stopped = checkpoint.state.get("stopped") if checkpoint is not None else None
-            done = checkpoint is None or checkpoint.epoch >= run.plan.epochs or stopped
-            if done and any(run_dir.glob("model.*")):
-                trained = (f"stopped at epoch {stopped['epoch']} ({stopped['reason']})" if stopped
-                           else f"trained all {run.plan.epochs} epoch(s)")
-                raise PersistenceError(
-                    f"Run '{printable(run_dir)}' is finished: it {trained} and saved its model. "
-                    "Nothing to resume; use 'finetunekit retrain' to train it further.")
-            if checkpoint is None:
-                logger.warning(
-                    "Run folder '%s' has its recipe.toml but no checkpoint (the run stopped "
-                    "before its first epoch ended): starting the run over from that recipe.",
-                    printable(run_dir))
+            run = self.build(with_python_optimizer(recipe, optimizer))
+            run.optimizer = optimizer
+            refuse_finished(run_dir, checkpoint, run.plan.epochs)
             return self._train_and_save(run, data, run_dir if writes else None,
                                         resume=checkpoint, callbacks=callbacks)
 
     def retrain(self, model_path: str | Path, *, recipe: Recipe | None = None,
                 overrides: Iterable[str] | dict[str, Any] = (), data: Data | None = None,
-                safe_mode: bool = True,
-                callbacks: Iterable[keras.callbacks.Callback] = ()) -> Run:
+                safe_mode: bool = True, callbacks: Iterable[keras.callbacks.Callback] = (),
+                optimizer: Any = None) -> Run:
         """Load a saved model and train it further, keeping or changing the strategy.
 
         Args:
@@ -192,6 +196,7 @@ class Engine:
             data: :class:`~finetunekit.Data` or None, instead of ``[data]``.
             safe_mode: bool. Refuse models that carry Python code.
             callbacks: Keras callbacks, as for :meth:`run`.
+            optimizer: a Keras optimizer, a callable, or None, as for :meth:`run`.
         """
         file, fmt = locate_model(Path(model_path), self.catalogue)
         if not fmt.trainable:
@@ -200,9 +205,11 @@ class Engine:
                 "it. Retrain from the run's model.keras or a checkpoint (format 'keras' or "
                 "'checkpoint').")
         new = retrain_recipe((recipe or recipe_beside(file)).with_overrides(overrides), file)
+        new = with_python_optimizer(new, optimizer)
         self.validate(new, data=data is None)
         with self._new_run_folder(new, "retrain") as path:
             run = self.build(new)
+            run.optimizer = optimizer
             loaded = self.load_model(file, format=fmt.name, safe_mode=safe_mode, recipe=recipe)
             copy_weights(loaded, run.model, file)
             return self._train_and_save(run, data, path, callbacks=callbacks)
@@ -300,7 +307,8 @@ class Engine:
             if uses_cache(run, stage, data) and start < end:
                 trainer, stage_data = self.cached_head(run, data, batch_size)
             run_callbacks.begin(trainer, state.get("callbacks"))
-            lifecycle = [Lifecycle(self, run, stage, run_callbacks)]
+            # the stage's schedule may need a callback (plateau): compile_stage sets them
+            lifecycle = [Lifecycle(self, run, stage, run_callbacks), *run.stage_callbacks]
             trainer.stop_training = False  # as Keras's fit does; the epoch loop does not
             for current in range(max(epoch, start), end):
                 epoch_data = (run.mix.epoch(stage_data, batch_size, current, seed)
@@ -367,6 +375,25 @@ class Engine:
         """Build without training; report layers, parameter counts and the plan."""
         return assembly.describe(self.build(recipe))
 
+    @_scoped
+    def lr_find(self, recipe: Recipe, *, data: Data | None = None, start: float = 1e-7,
+                end: float = 10.0, steps: int = 100, optimizer: Any = None) -> LRFinding:
+        """Sweep the learning rate exponentially, one batch per step, and suggest one
+        (Smith 2017; fastai's ``lr_find``; :mod:`finetunekit.core.lr_find`).
+
+        Trains the recipe's first stage that has epochs, with its trainable layers and
+        optimizer, from `start` to `end` over `steps` batches (the data cycled if it has
+        fewer), stopping once the smoothed loss passes 4x its best. Nothing is saved and
+        every weight is put back after. Returns the rates, losses (raw and smoothed) and
+        ``suggested_learning_rate``, the rate where the smoothed loss falls fastest.
+        """
+        recipe = with_python_optimizer(recipe, optimizer)
+        self.validate(recipe, data=data is None)
+        run = self.build(recipe)
+        run.optimizer = optimizer
+        data = data if data is not None else self.load_data(recipe)
+        return lr_sweep(self.catalogue, run, data, start=start, end=end, steps=steps)
+
     def load_data(self, recipe: Recipe) -> Data:
         """Load the data a recipe's ``[data]`` section describes."""
         source, params = self.select(recipe, "data")
@@ -388,6 +415,9 @@ class Engine:
             "stages": [{**stage.to_dict(), "trained_layers": run.trained_layers(index)}
                        for index, stage in enumerate(run.plan.stages)],
             "class_names": run.class_names, "stopped": run.stopped})
+        if run.optimizers_used:  # an optimizer from Python: what each stage really used
+            atomic_write(run.path / "optimizer.json", json.dumps(
+                {"source": "python", "stages": run.optimizers_used}, indent=2))
         return run.path
 
     def save_model(self, model: Any, path: str | Path, format: str = "keras", *,

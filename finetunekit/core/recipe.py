@@ -35,6 +35,9 @@ EARLY_STOPPING_KEYS: dict[str, Param] = {
 }
 """Keys of the ``[train.early_stopping]`` sub-table (its presence turns early stopping on)."""
 
+SCHEDULES = ("constant", "step", "exponential", "cosine", "one_cycle", "plateau")
+"""The values of ``optimizer.schedule``."""
+
 CORE_KEYS: dict[str, dict[str, Param]] = {
     "backbone": {
         "name": Param(str, help="backbone name, e.g. vgg16 (finetunekit list)"),
@@ -53,8 +56,35 @@ CORE_KEYS: dict[str, dict[str, Param]] = {
         "name": Param(str, "adam", help="rmsprop, adam, adamw, sgd, ..."),
         "learning_rate": Param(float, 1e-4, min=0.0, help="peak learning rate"),
         "weight_decay": Param(float, None, min=0.0, nullable=True, help="decoupled weight decay"),
-        "schedule": Param(str, "constant", choices=("constant", "cosine"),
-                          help="learning-rate schedule within each stage"),
+        "schedule": Param(str, "constant",
+                          choices=SCHEDULES,
+                          help="learning-rate schedule within each stage (docs/recipes.md)"),
+        "warmup_epochs": Param(float, None, min=0.0, nullable=True,
+                               help="cosine: linear warmup from 0 over this many epochs"),
+        "warmup_steps": Param(int, None, min=0, nullable=True,
+                              help="cosine: linear warmup from 0 over this many steps"),
+        "min_learning_rate": Param(float, None, min=0.0, nullable=True,
+                                   help="cosine, plateau: the lowest rate (default 0)"),
+        "step_every_epochs": Param(int, None, min=1, nullable=True,
+                                   help="step: multiply the rate by step_factor every N epochs (1)"),
+        "step_factor": Param(float, None, min=0.0, max=1.0, nullable=True,
+                             help="step: the factor (0.1)"),
+        "decay_rate": Param(float, None, min=0.0, max=1.0, nullable=True,
+                            help="exponential: the factor per epoch, applied smoothly (0.9)"),
+        "pct_start": Param(float, None, min=0.0, max=1.0, nullable=True,
+                           help="one_cycle: share of the stage spent warming up (0.25)"),
+        "div_factor": Param(float, None, min=1.0, nullable=True,
+                            help="one_cycle: the warmup starts at learning_rate / div_factor (25)"),
+        "final_div_factor": Param(float, None, min=1.0, nullable=True,
+                                  help="one_cycle: ends at the start rate / final_div_factor (1e4)"),
+        "plateau_monitor": Param(str, None, nullable=True,
+                                 help="plateau: the logged metric watched (val_loss)"),
+        "plateau_factor": Param(float, None, min=0.0, max=1.0, nullable=True,
+                                help="plateau: factor on the rate at a plateau (0.1)"),
+        "plateau_patience": Param(int, None, min=0, nullable=True,
+                                  help="plateau: epochs without improvement first (2)"),
+        "carry_state": Param(bool, False,
+                             help="keep the optimizer's moments and step count across stages"),
     },
     "data": {
         "source": Param(str, "folder", help="data source (finetunekit list)"),
@@ -87,6 +117,49 @@ CORE_KEYS: dict[str, dict[str, Param]] = {
     },
 }
 """The engine's own keys per section. Components add their own keys to their section."""
+
+SCHEDULE_KEYS: dict[str, dict[str, Any]] = {
+    "constant": {},
+    "step": {"step_every_epochs": 1, "step_factor": 0.1},
+    "exponential": {"decay_rate": 0.9},
+    "cosine": {"warmup_epochs": None, "warmup_steps": None, "min_learning_rate": 0.0},
+    "one_cycle": {"pct_start": 0.25, "div_factor": 25.0, "final_div_factor": 1e4},
+    "plateau": {"plateau_monitor": "val_loss", "plateau_factor": 0.1, "plateau_patience": 2,
+                "min_learning_rate": 0.0},
+}
+"""Per schedule, the ``[optimizer]`` keys it reads and their defaults
+(:mod:`finetunekit.core.schedules` builds them)."""
+
+
+def check_schedule_keys(section: Mapping[str, Any]) -> None:
+    """Refuse a schedule key set for another schedule, and contradictions.
+
+    Raises:
+        RecipeError: naming the key, the schedule it belongs to and the fix.
+    """
+    schedule = section.get("schedule", "constant")
+    own = SCHEDULE_KEYS.get(schedule, {})
+    for keys in SCHEDULE_KEYS.values():
+        for key in keys:
+            if key in own or section.get(key) is None:
+                continue
+            users = [s for s, k in SCHEDULE_KEYS.items() if key in k]
+            raise RecipeError(
+                f"'optimizer.{key}' belongs to schedule {' or '.join(map(repr, users))}, but "
+                f"optimizer.schedule = {schedule!r}. Received: optimizer.{key}="
+                f"{section[key]!r}. Remove it, or set optimizer.schedule = \"{users[0]}\"."
+                + (f" Schedule {schedule!r} reads: {', '.join(own)}." if own else ""))
+    if section.get("warmup_epochs") is not None and section.get("warmup_steps") is not None:
+        raise RecipeError(
+            "Give 'optimizer.warmup_epochs' or 'optimizer.warmup_steps', not both. Received: "
+            f"warmup_epochs={section['warmup_epochs']!r}, warmup_steps={section['warmup_steps']!r}.")
+    if section.get("carry_state") and schedule not in ("constant", "plateau"):
+        raise RecipeError(
+            "optimizer.carry_state = true keeps the optimizer's step count across stages, "
+            "which a per-stage schedule would read as its own position. Received: "
+            f"optimizer.schedule = {schedule!r}. Use schedule \"constant\" or \"plateau\" "
+            "with carry_state, or carry_state = false.")
+
 
 NAME_KEYS = {"backbone": "name", "strategy": "name", "head": "name", "optimizer": "name",
              "data": "source", "save": "format", "augment": "name"}
@@ -181,6 +254,7 @@ class Recipe:
                 else:
                     body[key] = copy.deepcopy(param.default)
             result[name] = body
+        check_schedule_keys(result["optimizer"])
         return result
 
     # -- access --------------------------------------------------------------

@@ -48,6 +48,13 @@ class Run:
         settings: dict. Each lifecycle plugin's section the recipe has, its keys
             validated and defaults filled (:class:`~finetunekit.Observer`).
         epoch: int. The epoch training or last trained, from 1 (0 before training).
+        optimizer: a ``keras.optimizers.Optimizer`` or a callable
+            ``(stage, steps_per_epoch) -> optimizer`` given from Python
+            (``Engine.run(optimizer=...)``), or None: the recipe's ``[optimizer]``.
+        optimizers_used: list of dict. Per compiled stage, the optimizer's class and
+            config when it came from Python (written to ``optimizer.json``).
+        stage_callbacks: list. Keras callbacks the current stage's schedule needs
+            (``schedule = "plateau"``), set at each compile; fit adds them.
     """
 
     recipe: Recipe
@@ -69,6 +76,9 @@ class Run:
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     epoch: int = 0
     state_sources: dict[str, Callable[[], Any]] = field(default_factory=dict, repr=False)
+    optimizer: Any = None
+    optimizers_used: list[dict[str, Any]] = field(default_factory=list)
+    stage_callbacks: list[Any] = field(default_factory=list)
 
     def request_stop(self, reason: str) -> None:
         """End the run cleanly after the current epoch (the first request is kept).

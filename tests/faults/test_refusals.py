@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from finetunekit import Plan, Stage, Strategy, hookimpl
+from finetunekit import Strategy, hookimpl
 from finetunekit.core.checkpoint import list_checkpoints, read_checkpoint
 from finetunekit.core.run_folder import LOCK_FILE, hold_run_folder
 from tests.faults.conftest import assert_refused, fingerprint, invoke, write_recipe

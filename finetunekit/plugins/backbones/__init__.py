@@ -13,7 +13,7 @@ import keras
 
 from finetunekit.core.components import Backbone
 from finetunekit.plugins.strategies.freezing import group_blocks
-from finetunekit.plugins.backbones.preprocess import Preprocess
+from finetunekit.plugins.backbones.preprocess import preprocessing
 from finetunekit.core.params import Param
 from finetunekit.core.manager import hookimpl
 from finetunekit.plugins.backbones.download import DEFAULT_TIMEOUT, build_with_imagenet
@@ -48,7 +48,7 @@ def backbone_from_row(row: dict) -> Backbone:
     return Backbone(
         name=row["name"],
         build=functools.partial(build_application, row["constructor"], row["name"]),
-        preprocess=functools.partial(Preprocess, mode, name="preprocess"),
+        preprocess=functools.partial(preprocessing, mode, name="preprocess"),
         min_size=row["min_size"],
         blocks=functools.partial(blocks_by_pattern, row["block_pattern"]),
         params={"download_timeout": Param(

@@ -12,7 +12,7 @@ import keras
 from finetunekit.core.components import Format
 from finetunekit.core.errors import PersistenceError
 from finetunekit.core.manager import hookimpl
-from finetunekit.plugins.formats.native import explain_load_error
+from finetunekit.plugins.formats.native import explain_load_error, plain_keras_compile
 
 
 def save_h5(model, path, run=None) -> None:
@@ -22,7 +22,8 @@ def save_h5(model, path, run=None) -> None:
     compile_config = getattr(model, "_compile_config", None)
     kept = dict(compile_config.config) if compile_config is not None else None
     try:
-        model.save(str(path))
+        with plain_keras_compile(model):
+            model.save(str(path))
     finally:
         if kept is not None:
             compile_config.config = kept

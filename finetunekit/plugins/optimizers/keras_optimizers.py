@@ -1,12 +1,15 @@
-"""Built-in optimizers: Keras's RMSprop, Adam, AdamW and SGD with momentum."""
+"""Built-in optimizers: Keras's RMSprop, Adam, AdamW and SGD with momentum; and
+``custom``, the name a run folder's recipe records for an optimizer given from Python."""
 
 from __future__ import annotations
 
 import keras
 
 from finetunekit.core.components import Optimizer
+from finetunekit.core.errors import RecipeError
 from finetunekit.core.params import Param
 from finetunekit.core.manager import hookimpl
+from finetunekit.core.schedules import PYTHON_OPTIMIZER
 
 
 def build_rmsprop(learning_rate, weight_decay, rho=0.9, momentum=0.0):
@@ -27,6 +30,14 @@ def build_adamw(learning_rate, weight_decay, beta_1=0.9, beta_2=0.999):
 def build_sgd(learning_rate, weight_decay, momentum=0.9, nesterov=False):
     return keras.optimizers.SGD(learning_rate, momentum=momentum, nesterov=nesterov,
                                 weight_decay=weight_decay)
+
+
+def build_custom(learning_rate, weight_decay):
+    raise RecipeError(
+        f"optimizer.name = \"{PYTHON_OPTIMIZER}\" records a run whose optimizer was given from "
+        "Python (its class and config are in the run folder's optimizer.json); a recipe "
+        "cannot rebuild it. Pass it again (Engine.run / resume / retrain(..., optimizer=...)), "
+        "or set optimizer.name to a registered optimizer (finetunekit list).")
 
 
 _BETAS = {
@@ -51,4 +62,9 @@ def finetunekit_register_optimizers(register):
         params={"momentum": Param(float, 0.9, min=0.0, max=1.0),
                 "nesterov": Param(bool, False)},
         description="SGD with momentum.",
+    ))
+    register(Optimizer(
+        name=PYTHON_OPTIMIZER, build=build_custom,
+        description="An optimizer given from Python (Engine.run(optimizer=...)); recorded "
+                    "in the run folder's optimizer.json. Not buildable from a recipe.",
     ))
