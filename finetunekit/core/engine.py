@@ -55,6 +55,7 @@ from finetunekit.core.run_folder import (
     write_run_files,
 )
 from finetunekit.core.training import (
+    EpochLines,
     Lifecycle,
     Run,
     check_data,
@@ -84,8 +85,9 @@ class Engine:
         builtins: bool. Register the built-in plugins. Defaults to True.
         entry_points: bool. Load plugins from the ``finetunekit`` entry-point group.
             Defaults to True.
-        verbose: int. 0 prints nothing; 1 shows each stage and epoch (the progress
-            plugin the CLI uses). Defaults to 0.
+        verbose: int. 0 prints nothing; 1 prints a line per stage and per epoch on
+            stderr (:class:`~finetunekit.core.training.EpochLines`; the CLI shows a
+            progress bar instead). Defaults to 0.
 
     Attributes:
         pm: the engine's own ``pluggy.PluginManager``.
@@ -107,9 +109,7 @@ class Engine:
     def __init__(self, plugins: Iterable[Any] = (), *, builtins: bool = True,
                  entry_points: bool = True, verbose: int = 0):
         if verbose:
-            from finetunekit.plugins.lifecycle.progress import RichProgress
-
-            plugins = [*plugins, RichProgress()]
+            plugins = [*plugins, EpochLines()]
         self.pm = get_plugin_manager(plugins, builtins=builtins, entry_points=entry_points)
         self._catalogue: Catalogue | None = None
         self.feature_cache = FeatureCache()

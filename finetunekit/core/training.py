@@ -6,6 +6,7 @@ Kept apart so that :mod:`finetunekit.core.engine` reads as the flow alone.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 from finetunekit.core import stages
 from finetunekit.core.callbacks import check_finite
 from finetunekit.core.components import BuiltHead, Data, Plan, Stage
+from finetunekit.core.manager import hookimpl
 from finetunekit.core.errors import DataError, PersistenceError
 from finetunekit.core.recipe import Recipe
 
@@ -309,3 +311,29 @@ def fresh_metric(metric: Any) -> Any:
     if isinstance(metric, keras.metrics.Metric):
         return metric.__class__.from_config(metric.get_config())
     return metric
+
+
+class EpochLines:
+    """What ``Engine(verbose=1)`` prints: a line per stage and per epoch, on stderr.
+
+    It observes stage starts and epoch ends only, so Keras never has to hand the
+    per-step logs to Python (no host sync per batch).
+    """
+
+    def __init__(self, stream: Any = None):
+        self.stream = stream
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.stream or sys.stderr, flush=True)
+
+    @hookimpl
+    def finetunekit_stage_start(self, run, stage, index):
+        self._print(f"stage {index + 1}/{len(run.plan.stages)} {stage.name}: {stage.epochs} "
+                    f"epoch(s), lr {stage.learning_rate:g}, "
+                    f"{len(run.trained_layers(index))} trainable base layer(s)")
+
+    @hookimpl
+    def finetunekit_epoch_end(self, run, stage, epoch, logs):
+        values = "  ".join(f"{key} {value:.4f}" for key, value in logs.items()
+                           if isinstance(value, float))
+        self._print(f"epoch {epoch}/{run.plan.epochs}  {values}")
