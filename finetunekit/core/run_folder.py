@@ -26,7 +26,8 @@ from finetunekit.core.recipe import Recipe
 CHECKPOINT_DIR = "checkpoints"
 """Sub-folder of a run folder holding its epoch checkpoints."""
 
-RUN_FILES = ("recipe.toml", "history.json", "history.csv", "plan.json")
+RUN_FILES = ("recipe.toml", "history.json", "history.csv", "plan.json",
+             "curves.png", "report.md", "report.json")
 """Files a run folder holds besides the model and the checkpoints folder."""
 
 
