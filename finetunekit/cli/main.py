@@ -29,6 +29,7 @@ COMMAND_PLUGINS: tuple[str, ...] = (
     "finetunekit.cli.commands",
     "finetunekit.demo.command",
     "finetunekit.bench.command",
+    "finetunekit.results.command",
 )
 """Dotted module paths of the built-in command plugins, registered like any other plugin."""
 
