@@ -96,7 +96,8 @@ def compare_figure_of(rows: list[dict[str, Any]]):
     from finetunekit.results.plots import compare_figure
 
     metric = next((row["metric"] for row in rows if row["metric"]), "accuracy")
-    return compare_figure([(row["run"], row["history"]) for row in rows], metric,
+    return compare_figure([(f"{row['run']} ({row['strategy']})" if row["strategy"] else row["run"],
+                            row["history"]) for row in rows], metric,
                           f"{len(rows)} runs compared")
 
 
