@@ -236,7 +236,9 @@ def class_names_of(file: Path) -> list[str] | None:
     """The class names a model was trained with: stored inside the model file, else
     in the ``plan.json`` of the run folder beside it; None if neither knows them."""
     names = read_model_info(file).get("class_names")
-    plan = file.parent / "plan.json"
+    # an epoch checkpoint lies in <run folder>/checkpoints/
+    folder = file.parent.parent if file.parent.name == CHECKPOINT_DIR else file.parent
+    plan = folder / "plan.json"
     if not names and plan.is_file():
         try:
             names = json.loads(plan.read_text(encoding="utf-8")).get("class_names")
