@@ -96,8 +96,11 @@ def compare_figure_of(rows: list[dict[str, Any]]):
     from finetunekit.results.plots import compare_figure
 
     metric = next((row["metric"] for row in rows if row["metric"]), "accuracy")
-    return compare_figure([(f"{row['run']} ({row['strategy']})" if row["strategy"] else row["run"],
-                            row["history"]) for row in rows], metric,
+    def label(row: dict[str, Any]) -> str:
+        shown = row["strategy"] and row["strategy"] != row["run"]
+        return f"{row['run']} ({row['strategy']})" if shown else row["run"]
+
+    return compare_figure([(label(row), row["history"]) for row in rows], metric,
                           f"{len(rows)} runs compared")
 
 
