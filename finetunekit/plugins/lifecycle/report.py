@@ -31,6 +31,10 @@ PLOT_BUDGET = 20
 many times its own drawing time ago (drawing takes 0.1-0.5 s): at most about 5% of the
 training time, so tiny epochs skip some redraws; the run's end always redraws."""
 
+FIRST_DRAW_ESTIMATE = 0.3
+"""Seconds a drawing is assumed to take before the first one is timed: the first epoch
+draws only if it took at least ``PLOT_BUDGET`` times as long."""
+
 
 @dataclass
 class ReportClock:
@@ -41,8 +45,8 @@ class ReportClock:
     training_seconds: float = 0.0
     epochs_timed: int = 0
     writing_seconds: float = 0.0
-    drawn_at: float = float("-inf")
-    draw_seconds: float = 0.0
+    drawn_at: float = field(default_factory=time.perf_counter)
+    draw_seconds: float = FIRST_DRAW_ESTIMATE
     stages: list[dict[str, Any]] = field(default_factory=list)
     trainable_params: list[int] = field(default_factory=list)
 
