@@ -65,6 +65,7 @@ COMMAND_PLUGINS: tuple[str, ...] = (
     "finetunekit.cli.lr_find",
     "finetunekit.demo.command",
     "finetunekit.bench.command",
+    "finetunekit.results.command",
 )
 """Dotted module paths of the built-in command plugins, registered like any other plugin."""
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import keras
 
-from finetunekit.core import assembly
+from finetunekit.core import assembly, inference
 from finetunekit.core.callbacks import EarlyStopping, RunCallbacks
 from finetunekit.core.catalogue import Catalogue
 from finetunekit.core.checkpoint import (
@@ -37,6 +37,7 @@ from finetunekit.core.checkpoint import (
 from finetunekit.core.components import Data, DataContext
 from finetunekit.core.distribution import Distributions
 from finetunekit.core.errors import PersistenceError
+from finetunekit.core.inference import Evaluation, LoadedModel, Predictions
 from finetunekit.core.feature_cache import FeatureCache, head_stage, uses_cache
 from finetunekit.core.lr_find import LRFinding, lr_sweep
 from finetunekit.core.manager import call_hook, get_plugin_manager, register_plugin, require_result
@@ -401,6 +402,51 @@ class Engine:
                               batch_size=recipe["data"]["batch_size"], seed=recipe["train"]["seed"])
         return self.catalogue.call("data", source, "load", context, params=params,
                                    expect=(lambda d: isinstance(d, Data), "a finetunekit.Data"))
+
+    def evaluate(self, model_or_run_dir: Any, data: Data | tuple, *, batch_size: int = 32,
+                 tta: bool = False, safe_mode: bool = True) -> Evaluation:
+        """Score a trained model on labelled images (scikit-learn's metrics).
+
+        Args:
+            model_or_run_dir: a run folder or model file (any format that loads), or a
+                :class:`~finetunekit.core.inference.LoadedModel`.
+            data: ``(images, labels)`` uint8 arrays at the model's input size, or a
+                :class:`~finetunekit.Data` (its ``validation`` split if it has one, else
+                ``train``; labels matched to the model's classes by name).
+            batch_size: int. Images per forward pass.
+            tta: bool. Average with the horizontally flipped images' predictions.
+            safe_mode: bool. Refuse models that carry Python code.
+
+        Returns:
+            :class:`~finetunekit.core.inference.Evaluation`: ``metrics`` (loss, accuracy,
+            top-k, per class, averages, confusion matrix, ROC-AUC, calibration error),
+            the labels and the probabilities.
+        """
+        loaded = self.load_for_inference(model_or_run_dir, safe_mode=safe_mode)
+        images, labels, report = inference.labelled_arrays(data, loaded.class_names)
+        return inference.evaluate_arrays(loaded, images, labels, batch_size=batch_size,
+                                         tta=tta, report=report)
+
+    def predict(self, model_or_run_dir: Any, images: Any, *, batch_size: int = 32,
+                tta: bool = False, safe_mode: bool = True) -> Predictions:
+        """Class probabilities of uint8 `images` ((n, h, w, c) at the model's input size),
+        with the class names the model was trained with. Files and folders:
+        :func:`finetunekit.results.predict_files` (decodes and skips bad files).
+
+        Args:
+            model_or_run_dir: as in :meth:`evaluate`.
+            tta: bool. Average with the horizontally flipped images' predictions.
+        """
+        loaded = self.load_for_inference(model_or_run_dir, safe_mode=safe_mode)
+        return Predictions(inference.predict_probabilities(
+            loaded.model, images, batch_size=batch_size, tta=tta), loaded.class_names)
+
+    def load_for_inference(self, model_or_run_dir: Any, *,
+                           safe_mode: bool = True) -> LoadedModel:
+        """A run folder or model file loaded with its class names (or passed through)."""
+        if isinstance(model_or_run_dir, LoadedModel):
+            return model_or_run_dir
+        return inference.load_for_inference(self, model_or_run_dir, safe_mode=safe_mode)
 
     # -- persistence -----------------------------------------------------------------
 

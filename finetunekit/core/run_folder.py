@@ -41,7 +41,7 @@ CHECKPOINT_DIR = "checkpoints"
 """Sub-folder of a run folder holding its epoch checkpoints."""
 
 RUN_FILES = ("recipe.toml", "history.json", "history.csv", "plan.json", "optimizer.json",
-             "lr_find.json", "lr_find.png")
+             "lr_find.json", "lr_find.png", "curves.png", "report.md", "report.json")
 """Files a run folder holds besides the model and the checkpoints folder."""
 
 LOCK_FILE = ".finetunekit.lock"
@@ -321,8 +321,12 @@ def save_model(catalogue: Any, fmt: Any, model: Any, path: Path, run: Any = None
         raise PersistenceError(
             f"Format '{fmt.name}' writes '{fmt.suffix}' files. Received path '{path}'. "
             f"Use a path ending in '{fmt.suffix}'.")
-    return atomic_save(path, fmt.suffix,
-                       lambda tmp: catalogue.call("format", fmt, "save", model, tmp, run))
+    def write(tmp: Path) -> None:
+        catalogue.call("format", fmt, "save", model, tmp, run)
+        if run is not None and getattr(run, "class_names", None):
+            write_model_info(tmp, {"class_names": list(run.class_names)})
+
+    return atomic_save(path, fmt.suffix, write)
 
 
 def locate_model(path: Path, catalogue: Any, format: str | None = None) -> tuple[Path, Any]:
@@ -367,3 +371,67 @@ def retrain_recipe(recipe: Recipe, file: Path) -> Recipe:
     if target and Path(target).resolve() == file.parent.resolve():
         changes["save.path"] = f"{file.parent}-retrained"
     return recipe.with_overrides(changes)
+
+
+MODEL_INFO = "finetunekit.json"
+"""Name of the JSON that finetunekit stores inside a saved model (its class names)."""
+
+
+def write_model_info(path: Path, info: dict[str, Any]) -> None:
+    """Store `info` inside a saved model, whatever its format, so a bare model file
+    knows its class names: an entry ``finetunekit.json`` of a zip (``.keras``, a
+    ``.ckpt`` checkpoint), an attribute ``finetunekit`` of an HDF5 file (``.h5``,
+    ``.weights.h5``), a file ``finetunekit.json`` in a folder (SavedModel). Keras and
+    TensorFlow ignore all three when they load the model."""
+    import zipfile
+
+    import h5py
+
+    text = json.dumps(info)
+    if path.is_dir():
+        (path / MODEL_INFO).write_text(text, encoding="utf-8")
+    elif zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path, "a") as archive:
+            if MODEL_INFO not in archive.namelist():
+                archive.writestr(MODEL_INFO, text)
+    elif h5py.is_hdf5(str(path)):
+        with h5py.File(str(path), "a") as handle:
+            handle.attrs["finetunekit"] = text
+
+
+def read_model_info(path: Path) -> dict[str, Any]:
+    """What :func:`write_model_info` stored in a saved model; {} if nothing."""
+    import zipfile
+
+    import h5py
+
+    try:
+        if path.is_dir():
+            file = path / MODEL_INFO
+            return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                if MODEL_INFO in archive.namelist():
+                    return json.loads(archive.read(MODEL_INFO))
+        elif h5py.is_hdf5(str(path)):
+            with h5py.File(str(path), "r") as handle:
+                if "finetunekit" in handle.attrs:
+                    return json.loads(handle.attrs["finetunekit"])
+    except (OSError, ValueError):
+        pass
+    return {}
+
+
+def class_names_of(file: Path) -> list[str] | None:
+    """The class names a model was trained with: stored inside the model file, else
+    in the ``plan.json`` of the run folder beside it; None if neither knows them."""
+    names = read_model_info(file).get("class_names")
+    # an epoch checkpoint lies in <run folder>/checkpoints/
+    folder = file.parent.parent if file.parent.name == CHECKPOINT_DIR else file.parent
+    plan = folder / "plan.json"
+    if not names and plan.is_file():
+        try:
+            names = json.loads(plan.read_text(encoding="utf-8")).get("class_names")
+        except ValueError:
+            names = None
+    return [str(name) for name in names] if names else None

@@ -12,7 +12,8 @@ from finetunekit.core.manager import hookimpl
 
 @click.command()
 @click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Keep the demo's run folders here (default: a temporary folder).")
+              help="Folder for the demo's results; must not hold a demo (default: a "
+                   "fresh demo-results/<date>-<time>).")
 @click.option("--quick", is_flag=True, help="Fewer epochs and images; for a smoke test.")
 @handle_errors
 def demo(out, quick):

@@ -1,10 +1,9 @@
 """``finetunekit demo``'s app: train the source run and the four transfer runs, print the
-table, write the run folders and ``demo.json``."""
+table, write the run folders, ``demo.json`` and the comparison of the transfer runs."""
 
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -26,6 +25,7 @@ from finetunekit.demo.task import (
     train_source,
     variants,
 )
+from finetunekit.results.compare import COMPARE_FILES, compare_rows, write_compare
 
 
 class EpochStatus:
@@ -63,10 +63,24 @@ def print_table(rows: list[dict[str, Any]], console, title: str) -> None:
     console.print(table)
 
 
+RESULTS_ROOT = Path("demo-results")
+"""Where ``finetunekit demo`` keeps its results without ``--out``: a fresh sub-folder."""
+
+
+def fresh_folder(root: Path = RESULTS_ROOT) -> Path:
+    """``root/<date>-<time>`` (``-2``, ``-3``, ... if taken): a folder that does not exist."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out, n = root / stamp, 1
+    while out.exists():
+        n += 1
+        out = root / f"{stamp}-{n}"
+    return out
+
+
 def _check_out(out: Path, names: list[str]) -> None:
     if out.exists() and not out.is_dir():
         raise PersistenceError(f"--out must be a folder. Received: '{out}', which is a file.")
-    taken = [n for n in [*names, SOURCE_WEIGHTS, "demo.json"] if (out / n).exists()]
+    taken = [n for n in [*names, SOURCE_WEIGHTS, "demo.json", *COMPARE_FILES] if (out / n).exists()]
     if taken:
         raise PersistenceError(
             f"'{out}' already holds a demo ({', '.join(taken[:3])}); the demo does not "
@@ -76,12 +90,13 @@ def _check_out(out: Path, names: list[str]) -> None:
 
 def run_demo(out: Path | None = None, quick: bool = False, *,
              settings: DemoSettings | None = None, console=None) -> list[dict[str, Any]]:
-    """Run the demo, print its table, write its run folders and ``demo.json``.
+    """Run the demo, print its table, write its run folders, ``demo.json`` and the
+    comparison of the transfer runs (``compare.md``, ``compare.json``, ``compare.png``).
 
     Args:
-        out: Path or None. Folder for the run folders, the source weights and
-            ``demo.json``. None: no run folders; the source weights go to a temporary
-            folder, deleted at the end.
+        out: Path or None. Folder for the run folders, the source weights, ``demo.json``
+            and the comparison. None: a fresh folder under ``demo-results/``
+            (:func:`fresh_folder`).
         quick: bool. Use :data:`QUICK` (a smoke test) instead of :data:`FULL`.
         settings: :class:`DemoSettings` or None. Overrides both.
         console: rich Console or None. Where to print; stdout by default.
@@ -97,16 +112,13 @@ def run_demo(out: Path | None = None, quick: bool = False, *,
     settings = settings or (QUICK if quick else FULL)
     console = console or Console()
     runs = variants(settings)
-    if out is None:
-        with tempfile.TemporaryDirectory(prefix="finetunekit-demo-") as tmp:
-            rows = _run_all(Path(tmp), settings, runs, console, quick, keep=False)
-        console.print("Pass --out DIR to keep the run folders and demo.json.")
-        return rows
-    out = Path(out)
+    out = Path(out) if out is not None else fresh_folder()
     _check_out(out, ["source", *(v.name for v in runs)])
     out.mkdir(parents=True, exist_ok=True)
     rows = _run_all(out, settings, runs, console, quick, keep=True)
-    console.print(f"Run folders, {SOURCE_WEIGHTS} and demo.json in {out}")
+    write_compare(out, compare_rows([out / v.name for v in runs]))
+    console.print(f"Run folders, {SOURCE_WEIGHTS}, demo.json and the comparison "
+                  f"(compare.md, compare.png) in {out}")
     return rows
 
 

@@ -13,7 +13,8 @@ folder           holds
 ``formats/``     persistence formats, one module each
 ``data/``        data sources, one module each, and the image decoding they share
 ``augment/``     augmentations (in-model layers, label mixing, keras-cv)
-``lifecycle/``   observers of a run: epoch checkpoints, the CLI's progress bar
+``lifecycle/``   observers of a run: epoch checkpoints, curves.png and report.md,
+                 the CLI's progress bar
 ===============  ===============================================================
 """
 
@@ -35,6 +36,7 @@ BUILTINS: tuple[str, ...] = (
     "finetunekit.plugins.formats.checkpoint",
     "finetunekit.plugins.formats.weights",
     "finetunekit.plugins.lifecycle.checkpoints",
+    "finetunekit.plugins.lifecycle.report",
     "finetunekit.plugins.data.folder",
     "finetunekit.plugins.data.csv_list",
     "finetunekit.plugins.data.arrays",

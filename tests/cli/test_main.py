@@ -123,7 +123,8 @@ path = "{out}"
     result = _invoke("run", recipe)
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == [
-        "checkpoints", "history.csv", "history.json", "model.keras", "plan.json", "recipe.toml"]
+        "checkpoints", "curves.png", "history.csv", "history.json", "model.keras", "plan.json",
+        "recipe.toml", "report.json", "report.md"]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
         "epoch-0001.ckpt", "epoch-0002.ckpt"]
     history = json.loads((out / "history.json").read_text())

@@ -103,3 +103,20 @@ def test_refuses_a_folder_that_holds_a_demo_before_training(tmp_path):
     with pytest.raises(PersistenceError, match="already holds a demo"):
         run_demo(tmp_path, quick=True, console=Console(quiet=True))
     assert [p.name for p in tmp_path.iterdir()] == ["demo.json"]
+
+
+def test_demo_compares_its_transfer_runs(quick_demo):
+    out, rows, _ = quick_demo
+    compared = json.loads((out / "compare.json").read_text(encoding="utf-8"))
+    assert [row["run"] for row in compared] == [row["run_folder"] for row in rows[1:]]
+    assert (out / "compare.png").stat().st_size > 10_000
+    assert (out / "feature_extraction" / "curves.png").is_file()
+
+
+def test_fresh_folder_never_reuses_one(tmp_path):
+    from finetunekit.demo.runner import fresh_folder
+
+    first = fresh_folder(tmp_path)
+    first.mkdir()
+    second = fresh_folder(tmp_path)
+    assert second != first and second.name.startswith(first.name) and not second.exists()
