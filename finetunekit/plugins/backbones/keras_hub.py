@@ -29,8 +29,10 @@ it; the saved model needs keras-hub to load (its layers are KerasHub classes).
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,48 @@ def require_keras_hub() -> Any:
             f"({exc}). Install it with: {INSTALL}"
         ) from exc
     return keras_hub
+
+
+_LAYER_KEYS = frozenset({"name", "trainable", "dtype"})
+_PLAIN = (int, float, str, bool, type(None), tuple, list)
+
+
+def _fixed_get_config(layer_class: type) -> Any:
+    accepted = set(inspect.signature(layer_class.__init__).parameters) - {"self", "kwargs"}
+    original = layer_class.get_config
+
+    def get_config(self):
+        config = original(self)
+        for key in set(config) - accepted - _LAYER_KEYS:
+            del config[key]
+        for key in accepted - set(config):
+            value = getattr(self, key, None)
+            if hasattr(self, key) and isinstance(value, _PLAIN):
+                config[key] = value
+        return config
+
+    return get_config
+
+
+def fix_layer_configs(model: Any) -> None:
+    """Make the KerasHub layers of `model` serialisable on their own.
+
+    In keras-hub 0.32 some layers' ``get_config`` does not match their constructor:
+    ``ViTPatchingAndEmbedding`` writes ``num_patches`` and ``num_positions``, which the
+    constructor refuses, and leaves out ``use_patch_bias``; ``ViTEncoderBlock`` writes
+    ``key_dim``. Inside a ``ViTBackbone`` that never shows (the backbone rebuilds them from
+    its own config), but the base here holds the layers themselves. Each such class's
+    ``get_config`` is wrapped once per process to keep exactly the constructor's
+    arguments, so the saved model loads with plain ``keras.saving.load_model``.
+    """
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        layer_class = type(layer)
+        if (not layer_class.__module__.startswith("keras_hub.")
+                or isinstance(layer, keras.Model)
+                or layer_class.__dict__.get("_finetunekit_config_fixed", False)):
+            continue
+        layer_class.get_config = _fixed_get_config(layer_class)
+        layer_class._finetunekit_config_fixed = True
 
 
 # -------------------------------------------------------------------------
@@ -189,7 +233,9 @@ def as_base(hub: Any, input_shape: tuple[int, ...], converter: Any = None,
     else:
         # Keras's clone_model does this, but only from an Input: reuse every operation
         outputs = hub._run_through_graph(x, operation_fn=lambda operation: operation)
-    return keras.Model(images, outputs, name=name or hub.name)
+    base = keras.Model(images, outputs, name=name or hub.name)
+    fix_layer_configs(base)
+    return base
 
 
 def hub_blocks(base: Any) -> list[list[str]]:
@@ -239,6 +285,15 @@ def from_backbone(backbone: Any, directory: str | os.PathLike | None = None,
     height, width, channels = tuple(backbone.input_shape[1:])
     return {"name": "keras_hub", "preset": str(folder), "weights": "imagenet",
             "input_shape": [height or 224, width or 224, channels or 3]}
+
+
+@hookimpl(tryfirst=True)
+def finetunekit_export_model(model, format, run):
+    """Fix KerasHub's layer configs before any model is written (LoRA's merged copy too);
+    the model itself is saved as it is."""
+    if "keras_hub" in sys.modules:  # a model with KerasHub layers has imported it
+        fix_layer_configs(model)
+    return None
 
 
 @hookimpl

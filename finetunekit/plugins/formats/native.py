@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 import zipfile
 
@@ -47,6 +48,11 @@ def load_keras(path, safe_mode=True, template=None):
     except Exception as exc:
         if "safe_mode" in str(exc) or "lambda" in str(exc).lower():
             raise refuse_lambda(path, exc) from exc
+        if "keras_hub" in str(exc) and importlib.util.find_spec("keras_hub") is None:
+            raise PersistenceError(
+                f"Could not load '{path}': it holds KerasHub layers, and keras-hub is not "
+                f"installed. Install it with: pip install \"finetunekit[hub]\" "
+                f"({type(exc).__name__}: {str(exc)[:300]})") from exc
         raise PersistenceError(f"Could not load '{path}': {type(exc).__name__}: {exc}") from exc
 
 
