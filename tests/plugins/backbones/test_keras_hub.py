@@ -196,3 +196,34 @@ def test_without_keras_hub_the_errors_name_the_extra(vit_preset, tmp_path):
                          timeout=300).stdout
     assert 'BUILD: Backbone \'keras_hub\' needs the keras-hub package' in out
     assert out.count('pip install "finetunekit[hub]"') == 2, out
+
+
+def test_an_interrupted_lora_run_resumes_to_the_weights_of_an_uninterrupted_one(vit_preset, tmp_path):
+    recipe = tiny_recipe(hub(vit_preset), {"name": "lora", "rank": 2}, epochs=2,
+                         save={"path": str(tmp_path / "run"), "keep_checkpoints": 2})
+    data = tiny_data(n=8)
+    whole = [np.array(w) for w in Engine(entry_points=False).run(recipe, data=data).model.weights]
+    for later in sorted((tmp_path / "run" / "checkpoints").iterdir())[1:]:
+        later.unlink()  # as if killed after the first epoch
+    (tmp_path / "run" / "model.keras").unlink()
+    resumed = Engine(entry_points=False).resume(tmp_path / "run", data=data)
+    assert [row["epoch"] for row in resumed.history] == [1, 2]
+    for a, b in zip(whole, resumed.model.weights):
+        np.testing.assert_array_equal(a, np.array(b))
+
+
+def test_a_saved_run_retrains_with_another_strategy(vit_preset, tmp_path):
+    engine = Engine(entry_points=False)
+    recipe = tiny_recipe(hub(vit_preset), "feature_extraction",
+                         save={"path": str(tmp_path / "first")})
+    first = engine.run(recipe, data=tiny_data())
+    trained_head = [np.array(w) for w in first.head.layer.weights]
+    again = engine.retrain(tmp_path / "first", data=tiny_data(), overrides=[
+        "strategy.name=llrd", f"save.path={tmp_path / 'second'}"])
+    assert len(again.history) == 1 and (tmp_path / "second" / "model.keras").is_file()
+    # it started from the first run's weights: its head moved from the trained one
+    # by one epoch's steps, not from a fresh initialisation
+    moved = max(float(np.max(np.abs(np.array(w) - t)))
+                for w, t in zip(again.head.layer.weights, trained_head))
+    assert moved < 0.05
+    assert again.plan.stages[0].name == "llrd"
