@@ -12,10 +12,9 @@ EAGER = keras.backend.backend() == "tensorflow"
 
 
 def test_rates_decay_by_block_from_the_top(engine):
-    plan = engine.describe(tiny_recipe("vgg16", {"name": "llrd", "decay": 0.5},
-                                       learning_rate=1e-2))["plan"][0]
-    blocks = engine.describe(tiny_recipe("vgg16"))["blocks"]
-    rates = plan["learning_rates"]
+    described = engine.describe(tiny_recipe("vgg16", {"name": "llrd", "decay": 0.5},
+                                            learning_rate=1e-2))
+    blocks, rates = described["blocks"], described["plan"][0]["learning_rates"]
     for depth, block in enumerate(reversed(blocks), start=1):
         for name in block:
             assert rates[name] == pytest.approx(1e-2 * 0.5 ** depth)
