@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from finetunekit import Engine, RecipeError, WeightsError
-from finetunekit.testing import check_strategy, tiny_data, tiny_recipe
+from finetunekit.testing import check_backbone, check_strategy, tiny_data, tiny_recipe
 
 keras_hub = pytest.importorskip("keras_hub")
 
@@ -64,6 +64,13 @@ def test_resnet_blocks_are_its_stages(engine, resnet_preset):
     blocks = engine.describe(tiny_recipe(hub(resnet_preset)))["blocks"]
     assert [block[0] for block in blocks] == ["images", "stack0_block0_1_conv",
                                              "stack1_block0_1_pad"]
+
+
+def test_the_resnet_passes_check_backbone(resnet_preset):
+    # check_backbone expects a feature map, so it checks CNN presets; a ViT outputs tokens
+    report = check_backbone("keras_hub", {"preset": resnet_preset},
+                            eager=EAGER)
+    assert report.size == 32
 
 
 def test_the_base_takes_uint8_and_rescales_with_the_converter(engine, vit_preset):
@@ -127,6 +134,7 @@ def test_norm_only_trains_the_layer_norms_inside_the_blocks(engine, vit_preset):
     assert {p.split("/")[-2] for p in paths} == {"ln_1", "ln_2", "ln"}
 
 
+@pytest.mark.slow  # about 15 s each on two shared cores
 @pytest.mark.parametrize("strategy", ["partial", "lora"])
 def test_a_saved_model_reloads_with_identical_predictions(engine, vit_preset, tmp_path, strategy):
     params = {"unfreeze_blocks": 1} if strategy == "partial" else {"rank": 2}
@@ -173,6 +181,7 @@ def test_a_preset_name_offline_fails_fast_with_the_copy_advice(engine, monkeypat
     listener.close()
 
 
+@pytest.mark.slow  # over 15 s on two shared cores
 def test_without_keras_hub_the_errors_name_the_extra(vit_preset, tmp_path):
     engine = Engine(entry_points=False)
     run = engine.build(tiny_recipe(hub(vit_preset)))
@@ -198,6 +207,7 @@ def test_without_keras_hub_the_errors_name_the_extra(vit_preset, tmp_path):
     assert out.count('pip install "finetunekit[hub]"') == 2, out
 
 
+@pytest.mark.slow  # over 15 s on two shared cores
 def test_an_interrupted_lora_run_resumes_to_the_weights_of_an_uninterrupted_one(vit_preset, tmp_path):
     recipe = tiny_recipe(hub(vit_preset), {"name": "lora", "rank": 2}, epochs=2,
                          save={"path": str(tmp_path / "run"), "keep_checkpoints": 2})
@@ -212,6 +222,7 @@ def test_an_interrupted_lora_run_resumes_to_the_weights_of_an_uninterrupted_one(
         np.testing.assert_array_equal(a, np.array(b))
 
 
+@pytest.mark.slow  # over 15 s on two shared cores
 def test_a_saved_run_retrains_with_another_strategy(vit_preset, tmp_path):
     engine = Engine(entry_points=False)
     recipe = tiny_recipe(hub(vit_preset), "feature_extraction",
