@@ -6,7 +6,8 @@ Where a new piece goes:
 folder           holds
 ===============  ===============================================================
 ``backbones/``   the keras.applications backbones (families stored once), their
-                 preprocessing layer and the bounded ImageNet download
+                 preprocessing layer and the bounded ImageNet download; KerasHub
+                 presets (``keras_hub.py``, keras-hub imported only when used)
 ``strategies/``  one module per strategy, and the freezing toolbox they share
 ``heads/``       classification heads
 ``optimizers/``  optimizer factories
@@ -20,6 +21,7 @@ folder           holds
 
 BUILTINS: tuple[str, ...] = (
     "finetunekit.plugins.backbones",
+    "finetunekit.plugins.backbones.keras_hub",
     "finetunekit.plugins.strategies.basic",
     "finetunekit.plugins.strategies.two_stage",
     "finetunekit.plugins.strategies.gradual",
@@ -28,6 +30,7 @@ BUILTINS: tuple[str, ...] = (
     "finetunekit.plugins.strategies.norm_only",
     "finetunekit.plugins.strategies.lora",
     "finetunekit.plugins.strategies.l2sp",
+    "finetunekit.plugins.strategies.llrd",
     "finetunekit.plugins.heads.dense",
     "finetunekit.plugins.optimizers.keras_optimizers",
     "finetunekit.plugins.formats.native",

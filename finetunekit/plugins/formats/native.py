@@ -10,6 +10,7 @@ names Keras classes only too: a metric or loss that subclasses a Keras one (the 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import re
 import warnings
 import zipfile
@@ -123,6 +124,11 @@ def explain_load_error(path, exc: Exception, what: str) -> PersistenceError:
     text = str(exc)
     if re.search(r"Requested the deserialization of a[^.]*lambda", text, re.IGNORECASE):
         return refuse_lambda(path, exc)
+    if "keras_hub" in text and importlib.util.find_spec("keras_hub") is None:
+        return PersistenceError(
+            f"Could not load '{printable(path)}': it holds KerasHub layers, and keras-hub is not "
+            f"installed. Install it with: pip install \"finetunekit[hub]\" "
+            f"({_first_sentence(exc)})")
     if re.search(r"registered_name['\"]?: ['\"][^'\"]+>", text):  # a plugin's class
         missing = missing_class(path, exc)
         if missing is not None:

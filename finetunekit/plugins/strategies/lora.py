@@ -8,6 +8,11 @@ model. It is Keras 3's own ``layer.enable_lora(rank, lora_alpha=alpha)``, availa
 kernel's shape with ``rank`` output channels). Biases stay frozen; BatchNorm layers
 follow ``train_bn``.
 
+A top-level layer of the base that is itself Dense or a convolution gets adapters. A
+composite layer (a transformer block of a KerasHub ViT) gets them on the attention's
+query and value projections inside it (the layers named in :data:`ATTENTION_TARGETS`),
+as in the LoRA paper and KerasHub's own ``Backbone.enable_lora``.
+
 Exported models hold no adapters. Keras saves a LoRA layer's kernel merged, but its
 config still asks for LoRA, so a reloaded model would rebuild the adapters (at zero). This
 plugin therefore answers ``finetunekit_export_model`` for a model with adapters with
@@ -31,6 +36,9 @@ from finetunekit.core.manager import hookimpl
 ADAPTERS = ("lora_kernel_a", "lora_kernel_b")
 """Names Keras gives the two adapter variables of a layer."""
 
+ATTENTION_TARGETS = frozenset({"query", "value", "query_dense", "value_dense"})
+"""Names of the nested layers adapted inside a composite layer (KerasHub's own targets)."""
+
 KEEPS_ADAPTERS = frozenset({"checkpoint"})
 """Formats saved as they are: they hold training state to resume, adapters included."""
 
@@ -47,19 +55,35 @@ def can_adapt(layer: Any) -> bool:
             and getattr(layer, "kernel_constraint", None) is None)
 
 
+def _sublayers(layer: Any) -> list[Any]:
+    # Keras keeps the layers a layer tracks (a block's attention, its projections) there
+    return list(layer._flatten_layers(include_self=False, recursive=True))
+
+
+def adapter_targets(layer: Any) -> list[Any]:
+    """The layers `layer` puts adapters on: itself if Keras can adapt it, else its nested
+    attention query and value projections."""
+    if can_adapt(layer):
+        return [layer]
+    return [inner for inner in _sublayers(layer)
+            if inner.name in ATTENTION_TARGETS and can_adapt(inner)]
+
+
 def plan_lora(context: PlanContext, rank: int = 4, alpha: float | None = None,
               unfreeze_blocks: int | None = None) -> Plan:
     """Put rank-`rank` adapters on every Dense/Conv layer of the last `unfreeze_blocks`
     blocks (all if None); one stage trains the adapters and the head."""
     scope = last_blocks_or_all(context.blocks, unfreeze_blocks)
     names = set(scope)
-    targets = [layer for layer in context.base.layers if layer.name in names and can_adapt(layer)]
+    targets = [target for layer in context.base.layers if layer.name in names
+               for target in adapter_targets(layer)]
     if not targets:
         raise RecipeError(
             f"Strategy 'lora' found no Dense or convolution layer to adapt among the layers it "
             f"may train in base '{context.base.name}' (unfreeze_blocks={unfreeze_blocks}). "
             "Keras supports LoRA on Dense, EinsumDense and Conv1D/2D/3D, not on depthwise or "
-            "separable convolutions; raise strategy.unfreeze_blocks or use 'bitfit'."
+            "separable convolutions (inside a composite layer, on attention query and value "
+            "projections); raise strategy.unfreeze_blocks or use 'bitfit'."
         )
     for layer in targets:
         layer.enable_lora(rank, lora_alpha=rank if alpha is None else alpha)
@@ -74,7 +98,8 @@ def plan_lora(context: PlanContext, rank: int = 4, alpha: float | None = None,
 
 def _walk(layer: Any) -> Iterator[Any]:
     yield layer
-    for inner in getattr(layer, "layers", ()):
+    # every tracked sublayer, not only a model's .layers: adapters may sit inside a block
+    for inner in layer._flatten_layers(include_self=False, recursive=False):
         yield from _walk(inner)
 
 

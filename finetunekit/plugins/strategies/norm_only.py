@@ -10,6 +10,9 @@ stays in inference mode, normalising with its moving statistics and keeping them
 its gamma and beta train; with ``true`` it normalises with batch statistics and updates
 the moving averages as well. LayerNormalization and GroupNormalization parameters train
 in both cases (they keep no statistics).
+
+A composite top-level layer (a transformer block of a KerasHub ViT) trains the gamma and
+beta of the normalisation layers inside it (:func:`is_nested_norm_parameter`).
 """
 
 from __future__ import annotations
@@ -21,12 +24,20 @@ from finetunekit.core.params import Param
 from finetunekit.core.manager import hookimpl
 
 
+def is_nested_norm_parameter(layer, variable) -> bool:
+    """A variable filter: gamma and beta of `layer` if it is a normalisation layer, or of
+    a normalisation layer nested inside it."""
+    inner = [layer, *layer._flatten_layers(include_self=False, recursive=True)]
+    return any(is_norm_parameter(sub, variable) and any(v is variable for v in sub.weights)
+               for sub in inner)
+
+
 def plan_norm_only(context: PlanContext, unfreeze_blocks: int | None = None) -> Plan:
     """One stage: gamma and beta of every normalisation layer of the last
     `unfreeze_blocks` blocks (all if None), and the head."""
     trainable = last_blocks_or_all(context.blocks, unfreeze_blocks)
     scope = set(trainable)
-    if not any(is_norm_parameter(layer, variable) for layer in context.base.layers
+    if not any(is_nested_norm_parameter(layer, variable) for layer in context.base.layers
                if layer.name in scope for variable in layer.weights):
         raise RecipeError(
             f"Strategy 'norm_only' trains normalisation layers, and the layers it may train "
@@ -35,7 +46,7 @@ def plan_norm_only(context: PlanContext, unfreeze_blocks: int | None = None) -> 
             "or 'bitfit' for a similarly small set of parameters."
         )
     return Plan((Stage("norm_only", context.epochs, frozenset(trainable), context.learning_rate,
-                       train_bn=context.train_bn, variables=is_norm_parameter),))
+                       train_bn=context.train_bn, variables=is_nested_norm_parameter),))
 
 
 @hookimpl
