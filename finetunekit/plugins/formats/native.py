@@ -129,7 +129,7 @@ def explain_load_error(path, exc: Exception, what: str) -> PersistenceError:
             f"Could not load '{printable(path)}': it holds KerasHub layers, and keras-hub is not "
             f"installed. Install it with: pip install \"finetunekit[hub]\" "
             f"({_first_sentence(exc)})")
-    if re.search(r"registered_name['\"]?: ['\"][^'\"]+>", text):  # a plugin's class
+    if re.search(r"['\"][\w.-]+>[\w.]+['\"]", text):  # 'package>Class': a plugin's class
         missing = missing_class(path, exc)
         if missing is not None:
             return missing
