@@ -142,12 +142,10 @@ class Lifecycle(keras.callbacks.Callback):
         # and then dispatches batch ends asynchronously) when nothing needs them
         self._batch_hook = bool(engine.pm.hook.finetunekit_batch_end.get_hookimpls())
         users = callbacks.callbacks if callbacks is not None else []
-        needs = {"on_train_batch_end": self._batch_hook, "on_test_batch_end": False}
-        for method in needs:
-            needs[method] = needs[method] or any(
-                not getattr(getattr(c, name), "_is_default", False) for c in users
-                for name in (method, "on_batch_end"))
-            if not needs[method]:
+        for method, hooked in (("on_train_batch_end", self._batch_hook),
+                               ("on_test_batch_end", False)):
+            if not hooked and all(getattr(getattr(c, name), "_is_default", False)
+                                  for c in users for name in (method, "on_batch_end")):
                 setattr(self, method, getattr(keras.callbacks.Callback, method).__get__(self))
 
     def _forward(self, method: str, *args: Any) -> None:

@@ -139,21 +139,22 @@ def test_recipe_early_stopping_restores_the_best_epoch_weights():
     from finetunekit.testing import tiny_data
 
     class Keep(keras.callbacks.Callback):
-        weights = []
+        def __init__(self, model):
+            super().__init__()
+            self.whole, self.weights = model, []
 
         def on_epoch_end(self, epoch, logs=None):
-            Keep.weights.append(run_model[0].get_weights())
+            self.weights.append(self.whole.get_weights())
 
-    run_model = []
     engine = Engine(entry_points=False)
     recipe = tiny_recipe(epochs=4, train={"early_stopping": {
         "monitor": "loss", "min_delta": 100.0, "patience": 2, "restore_best": True}})
     run = engine.build(recipe)
-    run_model.append(run.model)
-    engine.fit(run, tiny_data(), callbacks=[Keep()])
+    keep = Keep(run.model)
+    engine.fit(run, tiny_data(), callbacks=[keep])
     assert run.stopped["epoch"] == 3
     assert run.stopped["reason"].startswith("early stopping: loss did not improve for 2 epoch(s)")
-    for got, best in zip(run.model.get_weights(), Keep.weights[0]):
+    for got, best in zip(run.model.get_weights(), keep.weights[0]):
         np.testing.assert_array_equal(got, best)
 
 
