@@ -139,7 +139,9 @@ def compile_stage(catalogue: Catalogue, run: Run, index: int,
                                                   steps_per_epoch)
     if run.optimizer is not None:
         opt = schedules.python_optimizer(run.optimizer, stage, learning_rate, steps_per_epoch)
-        run.optimizers_used[index:] = [schedules.optimizer_record(stage, opt)]
+        run.optimizers_used = [r for r in run.optimizers_used if r["index"] != index] + [
+            {"index": index, **schedules.optimizer_record(stage, opt)}]
+        schedules.write_optimizer_record(run)  # now: an interrupted run keeps the record
     else:
         optimizer, optimizer_params = catalogue.select(recipe, "optimizer")
         if takes_keyword(optimizer.build, "steps"):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -43,7 +42,7 @@ from finetunekit.core.lr_find import LRFinding, lr_sweep
 from finetunekit.core.manager import call_hook, get_plugin_manager, register_plugin, require_result
 from finetunekit.core.precision import precision_scope
 from finetunekit.core.recipe import Recipe
-from finetunekit.core.schedules import with_python_optimizer
+from finetunekit.core.schedules import with_python_optimizer, write_optimizer_record
 from finetunekit.core.run_folder import (
     atomic_write,
     check_run_folder,
@@ -461,9 +460,7 @@ class Engine:
             "stages": [{**stage.to_dict(), "trained_layers": run.trained_layers(index)}
                        for index, stage in enumerate(run.plan.stages)],
             "class_names": run.class_names, "stopped": run.stopped})
-        if run.optimizers_used:  # an optimizer from Python: what each stage really used
-            atomic_write(run.path / "optimizer.json", json.dumps(
-                {"source": "python", "stages": run.optimizers_used}, indent=2))
+        write_optimizer_record(run)  # an optimizer from Python: what each stage used
         return run.path
 
     def save_model(self, model: Any, path: str | Path, format: str = "keras", *,

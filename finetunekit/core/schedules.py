@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import keras
 
 from finetunekit.core.errors import DataError, RecipeError
 from finetunekit.core.recipe import SCHEDULE_KEYS
+from finetunekit.core.run_folder import atomic_write
 
 PYTHON_OPTIMIZER = "custom"
 """``optimizer.name`` recorded for a run whose optimizer was given from Python
@@ -178,6 +180,21 @@ def optimizer_record(stage: Any, optimizer: Any) -> dict[str, Any]:
     config = json.loads(json.dumps(optimizer.get_config(), default=_plain))
     return {"stage": stage.name, "class": f"{cls.__module__}.{cls.__qualname__}",
             "registered_name": keras.saving.get_registered_name(cls), "config": config}
+
+
+def write_optimizer_record(run: Any) -> None:
+    """Write ``optimizer.json`` into the run folder, if the run has one and its optimizer
+    came from Python: per stage compiled, the optimizer's class and config. Stages a
+    resumed run did not compile again keep their earlier record."""
+    if run.path is None or not run.optimizers_used:
+        return
+    file = Path(run.path) / "optimizer.json"
+    used = {record["index"]: record for record in run.optimizers_used}
+    if file.is_file():
+        earlier = json.loads(file.read_text(encoding="utf-8")).get("stages", [])
+        used = {**{record["index"]: record for record in earlier}, **used}
+    atomic_write(file, json.dumps({"source": "python",
+                                   "stages": [used[i] for i in sorted(used)]}, indent=2))
 
 
 def _plain(value: Any) -> Any:
