@@ -67,7 +67,7 @@ def test_two_runs_on_one_folder_one_wins_the_other_exits_2_before_training(tmp_p
             assert fingerprint(run_dir) == before
     finally:
         release.touch()
-        out, err = first.communicate(timeout=600)
+        _, err = first.communicate(timeout=600)
     assert first.returncode == 0, err[-2000:]
     assert (run_dir / "model.keras").is_file() and not (run_dir / LOCK_FILE).exists()
 
