@@ -48,8 +48,8 @@ from finetunekit.core.run_folder import (
     check_run_folder,
     hold_run_folder,
     locate_model,
-    refuse_if_held,
     recipe_beside,
+    refuse_if_held,
     retrain_recipe,
     save_model,
     write_run_files,
@@ -455,12 +455,14 @@ class Engine:
             raise PersistenceError("This run has no save.path; set one to save it.")
         fmt, _ = self.select(run.recipe, "save")
         run.path.mkdir(parents=True, exist_ok=True)
-        self.save_model(run.model, run.path / f"model{fmt.suffix}", fmt.name, run=run)
         write_run_files(run.path, run.recipe, run.history, {
             "stages": [{**stage.to_dict(), "trained_layers": run.trained_layers(index)}
                        for index, stage in enumerate(run.plan.stages)],
             "class_names": run.class_names, "stopped": run.stopped})
         write_optimizer_record(run)  # an optimizer from Python: what each stage used
+        # the model last: a folder with its model is complete, so resume may call it
+        # finished; killed before, resume saves again from the last checkpoint
+        self.save_model(run.model, run.path / f"model{fmt.suffix}", fmt.name, run=run)
         return run.path
 
     def save_model(self, model: Any, path: str | Path, format: str = "keras", *,

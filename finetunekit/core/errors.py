@@ -162,5 +162,6 @@ def environment_error(exc: BaseException, doing: str = "") -> FinetunekitError |
                       "continue with 'finetunekit resume RUN_DIR'.")
         else:
             advice = "Choose a folder you can write (save.path), or fix its permissions."
-        return PersistenceError(f"Could not write{target}{while_}: {what}. {advice}")
+        verb = "access" if exc.errno in (errno.EACCES, errno.EPERM) else "write"
+        return PersistenceError(f"Could not {verb}{target}{while_}: {what}. {advice}")
     return None

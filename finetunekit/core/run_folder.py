@@ -35,6 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from finetunekit.core.errors import PersistenceError, environment_error, printable
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 from finetunekit.core.recipe import Recipe
 
 CHECKPOINT_DIR = "checkpoints"
@@ -190,14 +195,14 @@ def hold_run_folder(path: Path, command: str) -> Iterator[Path]:
 
 
 def _lock(path: Path) -> int:
-    import fcntl
-
     lock = path / LOCK_FILE
     while True:
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise _unwritable(path, exc) from exc
+        if fcntl is None:  # Windows: no flock; the folder is not guarded there
+            return fd
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -220,8 +225,8 @@ def refuse_if_held(path: Path) -> None:
     """Raise the error :func:`hold_run_folder` would if another process holds `path`;
     nothing otherwise. For a check that runs before the folder is held (``resume``
     reading a folder whose run has not written its recipe yet)."""
-    import fcntl
-
+    if fcntl is None:
+        return
     try:
         fd = os.open(path / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:

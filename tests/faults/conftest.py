@@ -87,7 +87,8 @@ def cli(*args, env: dict | None = None, **popen) -> subprocess.Popen | subproces
     if popen.pop("background", False):
         return subprocess.Popen(command, env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
-    return subprocess.run(command, capture_output=True, text=True, env=full, timeout=600)
+    return subprocess.run(command, capture_output=True, text=True, env=full, timeout=600,
+                          check=False)
 
 
 def fingerprint(folder: Path) -> dict[str, str]:

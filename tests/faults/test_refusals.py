@@ -200,7 +200,7 @@ def test_a_keras_file_naming_a_foreign_callable_says_what_is_wrong(tmp_path, fin
 
 
 def test_a_full_disk_at_a_checkpoint_is_not_blamed_on_the_plugin(tmp_path, recipe, monkeypatch):
-    import finetunekit.core.checkpoint as checkpoint
+    from finetunekit.core import checkpoint
 
     real_write = checkpoint.atomic_write
 
@@ -226,7 +226,7 @@ def _resource_exhausted():
 
 @pytest.mark.parametrize("where", ["build", "training"])
 def test_out_of_memory_says_what_to_reduce(tmp_path, recipe, monkeypatch, where):
-    import finetunekit.core.engine as engine
+    from finetunekit.core import engine
 
     class Greedy:
         @hookimpl
