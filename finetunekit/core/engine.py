@@ -43,13 +43,12 @@ from finetunekit.core.manager import call_hook, get_plugin_manager, register_plu
 from finetunekit.core.precision import precision_scope
 from finetunekit.core.recipe import Recipe
 from finetunekit.core.schedules import with_python_optimizer, write_optimizer_record
+from finetunekit.core.folder_lock import hold_run_folder, refuse_if_held
 from finetunekit.core.run_folder import (
     atomic_write,
     check_run_folder,
-    hold_run_folder,
     locate_model,
     recipe_beside,
-    refuse_if_held,
     retrain_recipe,
     save_model,
     write_run_files,
@@ -158,7 +157,7 @@ class Engine:
         interrupted run, and the same `optimizer` for one started with ``optimizer=``
         (``optimizer.name = "custom"``). A folder killed before its first checkpoint (its
         recipe.toml and no checkpoint) starts over from its recipe, with a warning. The
-        folder is held like a new run's (:func:`~finetunekit.core.run_folder.hold_run_folder`).
+        folder is held like a new run's (:func:`~finetunekit.core.folder_lock.hold_run_folder`).
 
         Raises:
             PersistenceError: the run is finished, or the folder has neither checkpoint
@@ -217,7 +216,7 @@ class Engine:
     @contextlib.contextmanager
     def _new_run_folder(self, recipe: Recipe | None, command: str) -> Iterator[Path | None]:
         """Hold the run folder a new run writes, checked to be free and writable, while
-        the block runs; None if it writes none (:func:`~.run_folder.hold_run_folder`)."""
+        the block runs; None if it writes none (:func:`~.folder_lock.hold_run_folder`)."""
         if recipe is None or not recipe["save"]["path"] or not self.distributions.writes(
                 recipe["train"]["distribution"]):
             yield None  # no folder asked, or another process of the cluster writes it

@@ -7,7 +7,8 @@ import pytest
 from sklearn import metrics as sk
 
 from finetunekit.core.inference import expected_calibration_error, score
-from finetunekit.core.run_folder import class_names_of, read_model_info
+from finetunekit.core.model_info import read_model_info
+from finetunekit.core.run_folder import class_names_of
 from finetunekit.testing import tiny_data, tiny_recipe
 
 NAMES = ["ant", "bee", "cow"]

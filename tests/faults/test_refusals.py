@@ -20,7 +20,8 @@ from PIL import Image
 
 from finetunekit import Strategy, hookimpl
 from finetunekit.core.checkpoint import list_checkpoints, read_checkpoint
-from finetunekit.core.run_folder import LOCK_FILE, hold_run_folder
+from finetunekit.core.folder_lock import hold_run_folder
+from finetunekit.core.run_folder import LOCK_FILE
 from tests.faults.conftest import assert_refused, fingerprint, invoke, write_recipe
 
 
