@@ -211,3 +211,23 @@ def check_finite(logs: dict[str, float], epoch: int, run: Any) -> None:
         "optimizer.learning_rate (e.g. by 10x), use train.precision = \"float32\" if it is "
         "mixed, or check the data for broken images or labels; then run it again.",
         epoch=epoch)
+
+
+def run_callbacks_of(catalogue: Any, run: Any, callbacks: Iterable[Any], state: dict[str, Any],
+                     steps: int | None) -> RunCallbacks:
+    """The run's callbacks (``[train.early_stopping]`` first, then the caller's), its
+    lifecycle plugins' settings, and what of them each checkpoint keeps."""
+    early = run.recipe["train"]["early_stopping"]
+    chosen = [EarlyStopping(run, **early)] if early is not None else []
+    run_callbacks = RunCallbacks([*chosen, *callbacks],
+                                 {"epochs": run.plan.epochs, "steps": steps, "verbose": 0})
+    run.settings = catalogue.settings(run.recipe)
+    observers = {o.name: o for o in catalogue.observers()}
+    for name, saved in (state.get("observers") or {}).items():
+        if name in observers and observers[name].restore is not None:
+            catalogue.call("observer", observers[name], "restore", saved)
+    run.state_sources = {
+        "callbacks": run_callbacks.state,
+        "observers": lambda: {name: catalogue.call("observer", o, "state")
+                              for name, o in observers.items() if o.state is not None}}
+    return run_callbacks

@@ -23,7 +23,7 @@ from typing import Any
 import keras
 
 from finetunekit.core import assembly, inference
-from finetunekit.core.callbacks import EarlyStopping, RunCallbacks
+from finetunekit.core.callbacks import run_callbacks_of
 from finetunekit.core.catalogue import Catalogue
 from finetunekit.core.checkpoint import (
     Checkpoint,
@@ -36,7 +36,7 @@ from finetunekit.core.checkpoint import (
 from finetunekit.core.components import Data, DataContext
 from finetunekit.core.distribution import Distributions
 from finetunekit.core.errors import PersistenceError
-from finetunekit.core.inference import Evaluation, LoadedModel, Predictions
+from finetunekit.core.inference import Evaluation, Predictions
 from finetunekit.core.feature_cache import FeatureCache, head_stage, uses_cache
 from finetunekit.core.lr_find import LRFinding, lr_sweep
 from finetunekit.core.manager import call_hook, get_plugin_manager, register_plugin, require_result
@@ -281,7 +281,7 @@ class Engine:
         run.stopped, run.epoch = state.get("stopped"), start
         if resume:
             run.history = [dict(row) for row in resume.history]
-        run_callbacks = self._run_callbacks(run, callbacks, state, steps)
+        run_callbacks = run_callbacks_of(self.catalogue, run, callbacks, state, steps)
         loop = self.distributions.epoch_loop(recipe["train"]["distribution"])
         self.call("finetunekit_run_start", run=run)
         epoch, last = 0, len(run.plan.stages) - 1
@@ -326,25 +326,6 @@ class Engine:
             # used, which Keras's exporters require
             run.model(data.train[0][:1], training=False)
         return run
-
-    def _run_callbacks(self, run: Run, callbacks: Iterable[Any], state: dict[str, Any],
-                       steps: int | None) -> RunCallbacks:
-        """The run's callbacks (``[train.early_stopping]`` first, then the caller's), its
-        lifecycle plugins' settings, and what of them each checkpoint keeps."""
-        early = run.recipe["train"]["early_stopping"]
-        chosen = [EarlyStopping(run, **early)] if early is not None else []
-        run_callbacks = RunCallbacks([*chosen, *callbacks],
-                                     {"epochs": run.plan.epochs, "steps": steps, "verbose": 0})
-        run.settings = self.catalogue.settings(run.recipe)
-        observers = {o.name: o for o in self.catalogue.observers()}
-        for name, saved in (state.get("observers") or {}).items():
-            if name in observers and observers[name].restore is not None:
-                self.catalogue.call("observer", observers[name], "restore", saved)
-        run.state_sources = {
-            "callbacks": run_callbacks.state,
-            "observers": lambda: {name: self.catalogue.call("observer", o, "state")
-                                  for name, o in observers.items() if o.state is not None}}
-        return run_callbacks
 
     @_scoped
     def prepare_stage(self, run: Run, index: int) -> None:
@@ -403,24 +384,17 @@ class Engine:
 
     def evaluate(self, model_or_run_dir: Any, data: Data | tuple, *, batch_size: int = 32,
                  tta: bool = False, safe_mode: bool = True) -> Evaluation:
-        """Score a trained model on labelled images (scikit-learn's metrics).
+        """Score a trained model on labelled images with scikit-learn's metrics.
 
-        Args:
-            model_or_run_dir: a run folder or model file (any format that loads), or a
-                :class:`~finetunekit.core.inference.LoadedModel`.
-            data: ``(images, labels)`` uint8 arrays at the model's input size, or a
-                :class:`~finetunekit.Data` (its ``validation`` split if it has one, else
-                ``train``; labels matched to the model's classes by name).
-            batch_size: int. Images per forward pass.
-            tta: bool. Average with the horizontally flipped images' predictions.
-            safe_mode: bool. Refuse models that carry Python code.
-
-        Returns:
-            :class:`~finetunekit.core.inference.Evaluation`: ``metrics`` (loss, accuracy,
-            top-k, per class, averages, confusion matrix, ROC-AUC, calibration error),
-            the labels and the probabilities.
+        `model_or_run_dir` is a run folder, a model file (any format that loads) or a
+        :class:`~finetunekit.core.inference.LoadedModel`; `data` is ``(images, labels)``
+        uint8 arrays at the model's input size or a :class:`~finetunekit.Data` (its
+        validation split if it has one; labels matched to the model's classes by name).
+        `tta` averages with the horizontally flipped images. Returns the metrics (loss,
+        accuracy, top-k, per class, averages, confusion matrix, ROC-AUC, calibration
+        error), the labels and the probabilities.
         """
-        loaded = self.load_for_inference(model_or_run_dir, safe_mode=safe_mode)
+        loaded = inference.load_for_inference(self, model_or_run_dir, safe_mode=safe_mode)
         images, labels, report = inference.labelled_arrays(data, loaded.class_names)
         return inference.evaluate_arrays(loaded, images, labels, batch_size=batch_size,
                                          tta=tta, report=report)
@@ -428,23 +402,11 @@ class Engine:
     def predict(self, model_or_run_dir: Any, images: Any, *, batch_size: int = 32,
                 tta: bool = False, safe_mode: bool = True) -> Predictions:
         """Class probabilities of uint8 `images` ((n, h, w, c) at the model's input size),
-        with the class names the model was trained with. Files and folders:
-        :func:`finetunekit.results.predict_files` (decodes and skips bad files).
-
-        Args:
-            model_or_run_dir: as in :meth:`evaluate`.
-            tta: bool. Average with the horizontally flipped images' predictions.
-        """
-        loaded = self.load_for_inference(model_or_run_dir, safe_mode=safe_mode)
+        with the class names the model was trained with; arguments as :meth:`evaluate`.
+        For files and folders: :func:`finetunekit.results.predict_files`."""
+        loaded = inference.load_for_inference(self, model_or_run_dir, safe_mode=safe_mode)
         return Predictions(inference.predict_probabilities(
             loaded.model, images, batch_size=batch_size, tta=tta), loaded.class_names)
-
-    def load_for_inference(self, model_or_run_dir: Any, *,
-                           safe_mode: bool = True) -> LoadedModel:
-        """A run folder or model file loaded with its class names (or passed through)."""
-        if isinstance(model_or_run_dir, LoadedModel):
-            return model_or_run_dir
-        return inference.load_for_inference(self, model_or_run_dir, safe_mode=safe_mode)
 
     # -- persistence -----------------------------------------------------------------
 

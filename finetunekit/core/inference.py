@@ -93,7 +93,10 @@ class Evaluation:
 
 def load_for_inference(engine: Any, path: str | Path, *, format: str | None = None,
                        safe_mode: bool = True, recipe: Any = None) -> LoadedModel:
-    """Load a model file or run folder with its class names, for predicting."""
+    """Load a model file or run folder with its class names, for predicting (a
+    :class:`LoadedModel` is passed through)."""
+    if isinstance(path, LoadedModel):
+        return path
     file, fmt = locate_model(Path(path), engine.catalogue, format)
     model = engine.load_model(file, format=fmt.name, safe_mode=safe_mode, recipe=recipe)
     classes = output_classes(model)

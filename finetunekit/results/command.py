@@ -24,9 +24,10 @@ batch_option = click.option("--batch-size", type=click.IntRange(1), default=32, 
 
 def _load(model: str, unsafe: bool):
     from finetunekit.core.engine import Engine
+    from finetunekit.core.inference import load_for_inference
 
     engine = Engine()
-    return engine, engine.load_for_inference(Path(model), safe_mode=not unsafe)
+    return engine, load_for_inference(engine, Path(model), safe_mode=not unsafe)
 
 
 @click.command()
