@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from finetunekit import Data, Engine, Recipe, hookimpl
+from finetunekit import Data, Engine, Recipe
 from finetunekit.plugins.data.digits import digits_images
 
 
@@ -39,22 +39,6 @@ class BestEpoch(keras.callbacks.Callback):
         value = (logs or {}).get("val_accuracy")
         if value is not None and value > self.best:
             self.best, self.epoch = float(value), epoch + 1
-
-
-class KerasCallbacks:
-    """A lifecycle plugin that hands the engine's epoch ends to Keras callbacks.
-
-    TODO(lead): once Engine.run takes ``callbacks=`` (branch k13a), pass
-    ``callbacks=[BestEpoch()]`` to ``engine.run`` and drop this adapter.
-    """
-
-    def __init__(self, *callbacks):
-        self.callbacks = callbacks
-
-    @hookimpl
-    def finetunekit_epoch_end(self, run, stage, epoch, logs):
-        for callback in self.callbacks:
-            callback.on_epoch_end(epoch - 1, logs)
 
 
 def digits(size: int, classes: list[int], per_class: int, validation: int, batch_size: int,
@@ -100,13 +84,13 @@ def sweep(args: argparse.Namespace) -> list[dict]:
     for strategy in args.strategies:
         for seed in args.seeds:
             best = BestEpoch()
-            engine = Engine([KerasCallbacks(best)], entry_points=False)
+            engine = Engine(entry_points=False)
             data = digits(args.size, args.classes, args.per_class, args.validation,
                           args.batch_size, seed)
             optimizer = keras.optimizers.SGD(momentum=0.9, nesterov=True)
             began = time.perf_counter()
             run = engine.run(recipe(strategy, seed, args), data=data, save=False,
-                             optimizer=optimizer)
+                             callbacks=[best], optimizer=optimizer)
             rows.append({"strategy": strategy, "seed": seed, "best_val_accuracy": best.best,
                          "best_epoch": best.epoch,
                          "final_val_accuracy": run.history[-1].get("val_accuracy"),
