@@ -5,7 +5,9 @@ Read top to bottom. The three ways to train come first, :meth:`Engine.run`,
 to one shared path, :meth:`Engine._train_and_save`: load the data, write the recipe,
 :meth:`Engine.fit` stage by stage, save the run folder, tell the observers. Below them:
 building (:mod:`.assembly`), fitting, data, persistence (:mod:`.run_folder`), and the
-plugin plumbing (:mod:`.manager`, :mod:`.catalogue`).
+plugin plumbing (:mod:`.manager`, :mod:`.catalogue`). What an engine tells without
+training a run (``describe``, ``lr_find``, ``evaluate``, ``predict``) is in
+:mod:`.analysis`.
 
 The engine knows no backbone, strategy, head, optimizer, format or data source by name:
 each is a component that a plugin registered, used through the catalogue.
@@ -14,15 +16,15 @@ each is a component that a plugin registered, used through the catalogue.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import keras
 
-from finetunekit.core import assembly, inference
+from finetunekit.core import assembly
+from finetunekit.core.analysis import Analysis
 from finetunekit.core.callbacks import run_callbacks_of
 from finetunekit.core.catalogue import Catalogue
 from finetunekit.core.checkpoint import (
@@ -36,12 +38,11 @@ from finetunekit.core.checkpoint import (
 from finetunekit.core.components import Data, DataContext
 from finetunekit.core.distribution import Distributions
 from finetunekit.core.errors import PersistenceError
-from finetunekit.core.inference import Evaluation, Predictions
 from finetunekit.core.feature_cache import FeatureCache, head_stage, uses_cache
-from finetunekit.core.lr_find import LRFinding, lr_sweep
 from finetunekit.core.manager import call_hook, get_plugin_manager, register_plugin, require_result
 from finetunekit.core.precision import precision_scope
 from finetunekit.core.recipe import Recipe
+from finetunekit.core.scoping import scoped
 from finetunekit.core.schedules import with_python_optimizer, write_optimizer_record
 from finetunekit.core.folder_lock import hold_run_folder, refuse_if_held
 from finetunekit.core.run_folder import (
@@ -66,16 +67,7 @@ from finetunekit.core.training import (
 logger = logging.getLogger("finetunekit.engine")
 
 
-def _scoped(method: Callable) -> Callable:
-    """Run an Engine method inside :meth:`Engine.scope` of its recipe (or its run's)."""
-    @functools.wraps(method)
-    def wrapper(self: Engine, target: Any, *args: Any, **kwargs: Any) -> Any:
-        with self.scope(getattr(target, "recipe", target)):
-            return method(self, target, *args, **kwargs)
-    return wrapper
-
-
-class Engine:
+class Engine(Analysis):
     """Builds, trains and saves models from recipes, with its own plugin manager.
 
     Args:
@@ -243,7 +235,7 @@ class Engine:
 
     # -- building and training ---------------------------------------------------------
 
-    @_scoped
+    @scoped
     def build(self, recipe: Recipe) -> Run:
         """Build the model a recipe describes, prepared (not compiled) for its first stage.
 
@@ -252,7 +244,7 @@ class Engine:
         self.validate(recipe, data=False)
         return assembly.assemble(self.catalogue, recipe)
 
-    @_scoped
+    @scoped
     def fit(self, run: Run, data: Data, *, resume: Checkpoint | None = None,
             callbacks: Iterable[keras.callbacks.Callback] = ()) -> Run:
         """Train `run` on `data`, stage by stage, recompiling at each stage.
@@ -327,12 +319,12 @@ class Engine:
             run.model(data.train[0][:1], training=False)
         return run
 
-    @_scoped
+    @scoped
     def prepare_stage(self, run: Run, index: int) -> None:
         """Set trainable flags for stage `index` and compose the model for it."""
         assembly.compose(run, index)
 
-    @_scoped
+    @scoped
     def compile_stage(self, run: Run, index: int, steps_per_epoch: int | None = None) -> None:
         """Prepare stage `index` and compile it with a fresh optimizer (Keras 3 reads
         trainable flags at compile time, so every stage recompiles).
@@ -344,35 +336,11 @@ class Engine:
         """
         assembly.compile_stage(self.catalogue, run, index, steps_per_epoch)
 
-    @_scoped
+    @scoped
     def cached_head(self, run: Run, data: Data, batch_size: int) -> tuple[Any, Data]:
         """The head alone, compiled with the stage's optimizer, and the data as the frozen
         base's features (from :attr:`feature_cache`), for a stage that trains the head only."""
         return head_stage(self.feature_cache, run, data, batch_size)
-
-    @_scoped
-    def describe(self, recipe: Recipe) -> dict[str, Any]:
-        """Build without training; report layers, parameter counts and the plan."""
-        return assembly.describe(self.build(recipe))
-
-    @_scoped
-    def lr_find(self, recipe: Recipe, *, data: Data | None = None, start: float = 1e-7,
-                end: float = 10.0, steps: int = 100, optimizer: Any = None) -> LRFinding:
-        """Sweep the learning rate exponentially, one batch per step, and suggest one
-        (Smith 2017; fastai's ``lr_find``; :mod:`finetunekit.core.lr_find`).
-
-        Trains the recipe's first stage that has epochs, with its trainable layers and
-        optimizer, from `start` to `end` over `steps` batches (the data cycled if it has
-        fewer), stopping once the smoothed loss passes 4x its best. Nothing is saved and
-        every weight is put back after. Returns the rates, losses (raw and smoothed) and
-        ``suggested_learning_rate``, the rate where the smoothed loss falls fastest.
-        """
-        recipe = with_python_optimizer(recipe, optimizer)
-        self.validate(recipe, data=data is None)
-        run = self.build(recipe)
-        run.optimizer = optimizer
-        data = data if data is not None else self.load_data(recipe)
-        return lr_sweep(self.catalogue, run, data, start=start, end=end, steps=steps)
 
     def load_data(self, recipe: Recipe) -> Data:
         """Load the data a recipe's ``[data]`` section describes."""
@@ -381,32 +349,6 @@ class Engine:
                               batch_size=recipe["data"]["batch_size"], seed=recipe["train"]["seed"])
         return self.catalogue.call("data", source, "load", context, params=params,
                                    expect=(lambda d: isinstance(d, Data), "a finetunekit.Data"))
-
-    def evaluate(self, model_or_run_dir: Any, data: Data | tuple, *, batch_size: int = 32,
-                 tta: bool = False, safe_mode: bool = True) -> Evaluation:
-        """Score a trained model on labelled images with scikit-learn's metrics.
-
-        `model_or_run_dir` is a run folder, a model file (any format that loads) or a
-        :class:`~finetunekit.core.inference.LoadedModel`; `data` is ``(images, labels)``
-        uint8 arrays at the model's input size or a :class:`~finetunekit.Data` (its
-        validation split if it has one; labels matched to the model's classes by name).
-        `tta` averages with the horizontally flipped images. Returns the metrics (loss,
-        accuracy, top-k, per class, averages, confusion matrix, ROC-AUC, calibration
-        error), the labels and the probabilities.
-        """
-        loaded = inference.load_for_inference(self, model_or_run_dir, safe_mode=safe_mode)
-        images, labels, report = inference.labelled_arrays(data, loaded.class_names)
-        return inference.evaluate_arrays(loaded, images, labels, batch_size=batch_size,
-                                         tta=tta, report=report)
-
-    def predict(self, model_or_run_dir: Any, images: Any, *, batch_size: int = 32,
-                tta: bool = False, safe_mode: bool = True) -> Predictions:
-        """Class probabilities of uint8 `images` ((n, h, w, c) at the model's input size),
-        with the class names the model was trained with; arguments as :meth:`evaluate`.
-        For files and folders: :func:`finetunekit.results.predict_files`."""
-        loaded = inference.load_for_inference(self, model_or_run_dir, safe_mode=safe_mode)
-        return Predictions(inference.predict_probabilities(
-            loaded.model, images, batch_size=batch_size, tta=tta), loaded.class_names)
 
     # -- persistence -----------------------------------------------------------------
 
