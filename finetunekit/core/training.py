@@ -214,7 +214,7 @@ def fit_epoch(model: Any, data: Data, batch_size: int, epoch: int, seed: int,
     if isinstance(train, tuple):
         model.fit(*train, batch_size=batch_size, shuffle=False, **kwargs)
     else:
-        model.fit(train, **kwargs)
+        model.fit(train, shuffle=False, **kwargs)  # a pipeline orders itself; Keras warns otherwise
 
 
 def steps_per_epoch(train: Any, batch_size: int) -> int | None:
