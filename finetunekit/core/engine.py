@@ -122,13 +122,9 @@ class Engine(Analysis):
             callbacks: Keras callbacks, called as over one ``fit`` spanning every stage
                 (docs/python.md, "Callbacks and stopping"). One that sets
                 ``model.stop_training`` ends the run after the epoch (``run.stopped``).
-            optimizer: a ``keras.optimizers.Optimizer``, a callable
-                ``(stage, steps_per_epoch) -> optimizer``, or None (the recipe's). An
-                instance is cloned for every stage from its config, with the stage's
-                learning rate (and ``optimizer.schedule``) unless its own rate is a
-                schedule; a callable's optimizer is used as it returns it. The recipe
-                then records ``optimizer.name = "custom"``, and the run folder
-                ``optimizer.json`` (each stage's optimizer class and config).
+            optimizer: a ``keras.optimizers.Optimizer`` (cloned per stage), a callable
+                ``(stage, steps_per_epoch) -> optimizer``, or None for the recipe's
+                (docs/python.md, "Your own optimizer"; recorded in ``optimizer.json``).
         """
         recipe = with_python_optimizer(recipe, optimizer)
         self.validate(recipe, data=data is None)
@@ -142,14 +138,11 @@ class Engine(Analysis):
         """Continue an interrupted run from the newest checkpoint in its folder.
 
         On the CPU with a fixed seed the final weights are bit-identical to those of a
-        run that was never interrupted, also across a stage boundary, and with early
-        stopping: its counters, a stop, and the state of `callbacks` that have
-        ``get_state``/``set_state`` (or are Keras's ``EarlyStopping`` or
-        ``ReduceLROnPlateau``) travel in the checkpoint. Pass the same `callbacks` as the
-        interrupted run, and the same `optimizer` for one started with ``optimizer=``
-        (``optimizer.name = "custom"``). A folder killed before its first checkpoint (its
-        recipe.toml and no checkpoint) starts over from its recipe, with a warning. The
-        folder is held like a new run's (:func:`~finetunekit.core.folder_lock.hold_run_folder`).
+        run that was never interrupted, across stages and early stopping (the stop and
+        the callbacks' state travel in the checkpoint: pass the same `callbacks` and
+        `optimizer` as the interrupted run). A folder killed before its first checkpoint
+        starts over from its recipe.toml, with a warning. The folder is held like a new
+        run's (:func:`~finetunekit.core.folder_lock.hold_run_folder`).
 
         Raises:
             PersistenceError: the run is finished, or the folder has neither checkpoint
