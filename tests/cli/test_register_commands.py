@@ -45,8 +45,12 @@ def _install(site, dist: str, module: str, source: str) -> None:
 
 def _finetunekit(site, *args: str) -> subprocess.CompletedProcess:
     path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
+    # run from the package's site, as a user runs an installed tool: from a source checkout
+    # with an editable install, Python 3.11's importlib.metadata sees the checkout's
+    # finetunekit.egg-info through the '' path entry and lists almost no entry points
     return subprocess.run([sys.executable, "-m", "finetunekit", *args], capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": path})
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": path},
+                          cwd=site)
 
 
 def _invoke(cli, *args: str):
