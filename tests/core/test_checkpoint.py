@@ -18,43 +18,14 @@ import numpy as np
 import pytest
 
 from finetunekit import Engine
+from tests.helpers.recipes import write_recipe
 from finetunekit.core.checkpoint import list_checkpoints, read_checkpoint
 
 TESTS = Path(__file__).resolve().parents[1] / "helpers"
 
 
 def _recipe(tmp_path: Path, name: str) -> Path:
-    rng = np.random.default_rng(0)
-    data = tmp_path / "train.npz"
-    if not data.exists():
-        np.savez(data, x=rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8), y=np.arange(12) % 2)
-    path = tmp_path / f"{name}.toml"
-    path.write_text(f"""
-[backbone]
-name = "vgg16"
-weights = "none"
-input_shape = [32, 32, 3]
-[strategy]
-name = "probe_then_tune"
-[head]
-classes = 1
-hidden = [8]
-dropout = 0.5
-[optimizer]
-name = "adam"
-learning_rate = 1e-3
-[data]
-source = "arrays"
-train = "{data}"
-batch_size = 4
-[train]
-epochs = 4
-seed = 3
-[save]
-path = "{tmp_path / name}"
-keep_checkpoints = 3
-""")
-    return path
+    return write_recipe(tmp_path, name, epochs=4, strategy="probe_then_tune", keep=3)
 
 
 def _cli(*args, kill: str | None = None) -> subprocess.CompletedProcess:
