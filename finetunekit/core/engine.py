@@ -5,9 +5,10 @@ Read top to bottom. The three ways to train come first, :meth:`Engine.run`,
 to one shared path, :meth:`Engine._train_and_save`: load the data, write the recipe,
 :meth:`Engine.fit` stage by stage, save the run folder, tell the observers. Below them:
 building (:mod:`.assembly`), fitting, data, persistence (:mod:`.run_folder`), and the
-plugin plumbing (:mod:`.manager`, :mod:`.catalogue`). What an engine tells without
-training a run (``describe``, ``lr_find``, ``evaluate``, ``predict``) is in
-:mod:`.analysis`.
+plugin plumbing (:mod:`.manager`, :mod:`.catalogue`). Two parts of the Engine class
+live beside it: saving and loading models and run folders (:mod:`.saving`), and what an
+engine tells without training a run (``describe``, ``lr_find``, ``evaluate``,
+``predict``: :mod:`.analysis`).
 
 The engine knows no backbone, strategy, head, optimizer, format or data source by name:
 each is a component that a plugin registered, used through the catalogue.
@@ -25,6 +26,7 @@ import keras
 
 from finetunekit.core import assembly
 from finetunekit.core.analysis import Analysis
+from finetunekit.core.saving import Saving
 from finetunekit.core.callbacks import run_callbacks_of
 from finetunekit.core.catalogue import Catalogue
 from finetunekit.core.checkpoint import (
@@ -39,11 +41,11 @@ from finetunekit.core.components import Data, DataContext
 from finetunekit.core.distribution import Distributions
 from finetunekit.core.errors import PersistenceError
 from finetunekit.core.feature_cache import FeatureCache, head_stage, uses_cache
-from finetunekit.core.manager import call_hook, get_plugin_manager, register_plugin, require_result
+from finetunekit.core.manager import call_hook, get_plugin_manager, register_plugin
 from finetunekit.core.precision import precision_scope
 from finetunekit.core.recipe import Recipe
 from finetunekit.core.scoping import scoped
-from finetunekit.core.schedules import with_python_optimizer, write_optimizer_record
+from finetunekit.core.schedules import with_python_optimizer
 from finetunekit.core.folder_lock import hold_run_folder, refuse_if_held
 from finetunekit.core.run_folder import (
     atomic_write,
@@ -51,8 +53,6 @@ from finetunekit.core.run_folder import (
     locate_model,
     recipe_beside,
     retrain_recipe,
-    save_model,
-    write_run_files,
 )
 from finetunekit.core.training import (
     EpochLines,
@@ -67,7 +67,7 @@ from finetunekit.core.training import (
 logger = logging.getLogger("finetunekit.engine")
 
 
-class Engine(Analysis):
+class Engine(Analysis, Saving):
     """Builds, trains and saves models from recipes, with its own plugin manager.
 
     Args:
@@ -342,59 +342,6 @@ class Engine(Analysis):
                               batch_size=recipe["data"]["batch_size"], seed=recipe["train"]["seed"])
         return self.catalogue.call("data", source, "load", context, params=params,
                                    expect=(lambda d: isinstance(d, Data), "a finetunekit.Data"))
-
-    # -- persistence -----------------------------------------------------------------
-
-    def save_run(self, run: Run) -> Path:
-        """Write the run folder: the model, the recipe as run, history and plan."""
-        if run.path is None:
-            raise PersistenceError("This run has no save.path; set one to save it.")
-        fmt, _ = self.select(run.recipe, "save")
-        run.path.mkdir(parents=True, exist_ok=True)
-        write_run_files(run.path, run.recipe, run.history, {
-            "stages": [{**stage.to_dict(), "trained_layers": run.trained_layers(index)}
-                       for index, stage in enumerate(run.plan.stages)],
-            "class_names": run.class_names, "stopped": run.stopped})
-        write_optimizer_record(run)  # an optimizer from Python: what each stage used
-        # the model last: a folder with its model is complete, so resume may call it
-        # finished; killed before, resume saves again from the last checkpoint
-        self.save_model(run.model, run.path / f"model{fmt.suffix}", fmt.name, run=run)
-        return run.path
-
-    def save_model(self, model: Any, path: str | Path, format: str = "keras", *,
-                   run: Run | None = None) -> Path:
-        """Write `model` to `path` in `format`, atomically (temporary name, then rename).
-        A plugin may give another model to write (``finetunekit_export_model``: LoRA's
-        merged copy)."""
-        fmt = self.catalogue.get("format", format, key="save.format")
-        exported = self.call("finetunekit_export_model", model=model, format=fmt, run=run)
-        if exported is not None:
-            model = require_result(self.pm, "finetunekit_export_model", exported,
-                                   lambda m: isinstance(m, keras.Model), "a keras.Model or None")
-        return save_model(self.catalogue, fmt, model, Path(path), run)
-
-    def load_model(self, path: str | Path, *, format: str | None = None, safe_mode: bool = True,
-                   recipe: Recipe | None = None) -> Any:
-        """Load a model saved by :meth:`save_model`, or a run folder's model.
-
-        Args:
-            path: a model file, or a run folder holding ``model.<suffix>``.
-            format: str or None. Format name; None picks it from the file name.
-            safe_mode: bool. Refuse models that carry Python code (lambdas).
-            recipe: :class:`~finetunekit.Recipe` or None. For formats that hold weights
-                but no architecture; None reads ``recipe.toml`` beside the file.
-        """
-        file, fmt = locate_model(Path(path), self.catalogue, format)
-
-        def template(stage: int | None = None, steps_per_epoch: int | None = None,
-                     own_recipe: Recipe | None = None):
-            run = self.build(own_recipe or recipe or recipe_beside(file))
-            if stage is not None:
-                self.compile_stage(run, stage, steps_per_epoch)
-            return run.model
-
-        return self.catalogue.call("format", fmt, "load", file, safe_mode, template,
-                                   expect=(lambda m: isinstance(m, keras.Model), "a keras.Model"))
 
     # -- plugins and recipes -------------------------------------------------------------
 
