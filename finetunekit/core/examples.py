@@ -12,6 +12,7 @@ The labels are always in memory (an int per example); the examples themselves ne
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -43,6 +44,12 @@ class Examples(ABC):
         """The examples at `indices` (any order, repeats allowed), stacked into one array
         of shape ``(len(indices), *shape)`` and dtype :attr:`dtype`."""
 
+    @abstractmethod
+    def fingerprint(self) -> bytes:
+        """Bytes that change whenever any example or label could read differently (for
+        arrays, their content; for files, each file's path, size and modification time
+        and the decoding settings): the feature cache's key is built from them."""
+
 
 class ArrayExamples(Examples):
     """Examples held in a numpy array (or a memory-mapped one), read without a copy of
@@ -64,6 +71,13 @@ class ArrayExamples(Examples):
 
     def read(self, indices: np.ndarray) -> np.ndarray:
         return self.x[np.asarray(indices)]
+
+    def fingerprint(self) -> bytes:
+        digest = hashlib.sha256(repr((self.x.shape, self.dtype)).encode())
+        for start in range(0, len(self.x), 4096):  # chunks: a memory-mapped x stays on disk
+            digest.update(np.ascontiguousarray(self.x[start:start + 4096]).data)
+        digest.update(np.ascontiguousarray(self.labels).data)
+        return digest.digest()
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
