@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import keras
+import numpy as np
 
 from finetunekit.core.errors import DataError, RecipeError
 
@@ -115,12 +116,11 @@ class Distributions:
             yield
 
     def check_data(self, name: str, train: Any) -> None:
-        """Refuse array data under several JAX processes (DataError).
-
-        Keras shards a ``tf.data.Dataset`` across processes but not arrays: each process
-        would feed the whole arrays, and Keras refuses them.
-        """
-        if name != "data_parallel" or not isinstance(train, tuple):
+        """Refuse training data that cannot be split across several JAX processes
+        (DataError): arrays and :class:`~finetunekit.core.examples.Examples` are
+        (:meth:`shard`), a ``tf.data.Dataset`` is (by Keras), a ``PyDataset`` is not:
+        each process would feed the whole of every batch."""
+        if name != "data_parallel" or not isinstance(train, keras.utils.PyDataset):
             return
         self.get(name)
         import jax
@@ -128,11 +128,23 @@ class Distributions:
         if jax.process_count() > 1:
             raise DataError(
                 f"train.distribution = \"data_parallel\" over {jax.process_count()} "
-                "processes needs the training data as a tf.data.Dataset, which Keras shards "
-                "across the processes. Received arrays (every built-in data source gives "
-                "arrays). Pass a dataset from Python (Engine.run(recipe, data=Data(train="
-                "dataset, ...))), or train on one machine (docs/scaling.md)."
+                "processes needs training data each process can read its share of: arrays, "
+                "a built-in data source, or a tf.data.Dataset (which Keras shards). Received "
+                "a PyDataset. Pass arrays or a dataset, or train on one machine "
+                "(docs/scaling.md)."
             )
+
+    def shard(self, name: str) -> tuple[int, int]:
+        """``(parts, which)``: this process reads part `which` of `parts` of every global
+        batch read by index (several JAX processes under ``data_parallel``; Keras puts
+        the parts together into the global batch). ``(1, 0)`` otherwise; ``multi_worker``
+        shards in :func:`collective_epoch`."""
+        if name != "data_parallel":
+            return (1, 0)
+        self.get(name)
+        import jax
+
+        return (jax.process_count(), jax.process_index())
 
     def replicas(self, name: str) -> int:
         """How many replicas share each global batch."""
@@ -166,6 +178,26 @@ class Distributions:
         return True
 
 
+def _worker_batches(feed: Any, replicas: int, context: Any) -> Any:
+    """This worker's batches of a :class:`~finetunekit.core.feeding.Feed`: for every
+    global batch, the slice of each of its replicas (one element per replica, as
+    ``distribute_datasets_from_function`` hands them out), read by this worker only."""
+    import tensorflow as tf
+
+    local = replicas // context.num_input_pipelines
+    parts = [feed.shard(replicas, context.input_pipeline_id * local + j) for j in range(local)]
+
+    def generate():
+        for batch in range(len(feed)):
+            for part in parts:
+                yield part.read(batch)
+
+    x, y = (np.asarray(v) for v in parts[0].read(0))  # the shapes after any transform
+    return tf.data.Dataset.from_generator(generate, output_signature=(
+        tf.TensorSpec((None, *x.shape[1:]), x.dtype),
+        tf.TensorSpec((None, *y.shape[1:]), y.dtype))).prefetch(2)
+
+
 def collective_epoch(strategy: Any, steps: weakref.WeakKeyDictionary, model: Any,
                      train: Any, validation: Any, batch_size: int, epoch: int,
                      callbacks: list) -> None:
@@ -193,6 +225,9 @@ def collective_epoch(strategy: Any, steps: weakref.WeakKeyDictionary, model: Any
     import tensorflow as tf
 
     def distribute(data: Any) -> Any:
+        if hasattr(data, "shard") and hasattr(data, "batches"):  # a Feed: each worker
+            return strategy.distribute_datasets_from_function(  # reads its slices
+                functools.partial(_worker_batches, data, strategy.num_replicas_in_sync))
         if isinstance(data, tuple):
             data = tf.data.Dataset.from_tensor_slices(data).batch(batch_size)
         options = tf.data.Options()

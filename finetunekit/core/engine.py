@@ -60,6 +60,7 @@ from finetunekit.core.training import (
     Run,
     check_data,
     copy_weights,
+    first_images,
     fit_epoch,
     steps_per_epoch,
 )
@@ -297,7 +298,8 @@ class Engine(Analysis, Saving):
             for current in range(max(epoch, start), end):
                 epoch_data = (run.mix.epoch(stage_data, batch_size, current, seed)
                               if run.mix else stage_data)
-                fit_epoch(trainer, epoch_data, batch_size, current, seed, lifecycle, loop)
+                fit_epoch(trainer, epoch_data, batch_size, current, seed, lifecycle, loop,
+                          shard=self.distributions.shard(recipe["train"]["distribution"]))
                 if getattr(trainer, "stop_training", False):
                     run.request_stop("model.stop_training was set")
                 if run.stopped:
@@ -306,10 +308,11 @@ class Engine(Analysis, Saving):
             self.call("finetunekit_stage_end", run=run, stage=stage, index=index,
                       history=run.history[first:])
         run_callbacks.end()
-        if isinstance(data.train, tuple) and len(data.train[0]):
+        first = first_images(data.train)
+        if first is not None:
             # a cached stage trains the head alone; one call marks the whole model as
             # used, which Keras's exporters require
-            run.model(data.train[0][:1], training=False)
+            run.model(first, training=False)
         return run
 
     @scoped

@@ -44,6 +44,29 @@ class Examples(ABC):
         """The examples at `indices` (any order, repeats allowed), stacked into one array
         of shape ``(len(indices), *shape)`` and dtype :attr:`dtype`."""
 
+    def read_available(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The examples at `indices` that can be read, and the positions in `indices` of
+        those read (a bool mask or int array), for a source where one can fail (a file
+        that passed the header check but does not decode). The default reads them all."""
+        return self.read(indices), np.arange(len(indices))
+
+    def unreadable(self, indices: np.ndarray) -> None:
+        """Told by a pipeline that the examples at `indices` could not be read (and were
+        dropped from their batch). A source that can fail records and reports them, or
+        raises (a :class:`~finetunekit.DataError` in strict mode)."""
+        raise ValueError(f"{type(self).__name__} could not read examples {list(indices)[:10]}.")
+
+    def tf_decoder(self) -> Any:
+        """None, or a function of one index (a ``tf.int64`` scalar tensor) to its example
+        as a tensor of :attr:`shape` and :attr:`dtype`, traceable by ``tf.data`` (e.g.
+        TensorFlow's own image decoders). None (the default): read through :meth:`read`."""
+        return None
+
+    def read_workers(self) -> int:
+        """Threads worth reading batches with when read from Python (1 for memory;
+        one per core for files, whose decoders release the GIL)."""
+        return 1
+
     @abstractmethod
     def fingerprint(self) -> bytes:
         """Bytes that change whenever any example or label could read differently (for

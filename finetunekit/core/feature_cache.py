@@ -23,6 +23,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from finetunekit.core.examples import ArrayExamples, Examples, is_examples
+from finetunekit.core.feeding import Feed, iterate
 from finetunekit.core.training import fresh_metric
 
 DEFAULT_MEMORY_LIMIT = 1 << 30
@@ -103,20 +105,54 @@ def head_model(run: Any) -> Any:
     return keras.Model(features, run.head.layer(features), name="finetunekit_head")
 
 
+def _indexed(split: Any) -> bool:
+    return isinstance(split, tuple) or is_examples(split)
+
+
 def uses_cache(run: Any, stage: Any, data: Any) -> bool:
     """Whether a stage can train on cached features: the base fully frozen, no random
-    augmentation before it (nor label mixing), arrays (not a pipeline) in, and the cache
-    not switched off."""
+    augmentation before it (nor label mixing), arrays or
+    :class:`~finetunekit.core.examples.Examples` (not a pipeline) in, and the cache not
+    switched off."""
     return (not stage.trainable and run.augment is None and run.mix is None
             and run.recipe["train"]["feature_cache"] == "auto"
-            and isinstance(data.train, tuple)
-            and (data.validation is None or isinstance(data.validation, tuple)))
+            and _indexed(data.train)
+            and (data.validation is None or _indexed(data.validation)))
+
+
+def examples_features(cache: FeatureCache, run: Any, examples: Examples,
+                      batch_size: int) -> ArrayExamples:
+    """The frozen base's features of `examples` (e.g. image files, streamed), as
+    :class:`~finetunekit.core.examples.ArrayExamples` in memory, computed once per key
+    (the examples' fingerprint and the base). Examples that cannot be read are left
+    out (and reported by their source). Minimal: the features of the whole split are
+    kept in memory; shards on disk are the feature cache's own concern."""
+    digest = hashlib.sha256(examples.fingerprint())
+    digest.update(repr((run.recipe["backbone"]["name"], run.preprocess.get_config(),
+                        run.recipe["train"]["precision"])).encode())
+    for weight in run.base.weights:
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).data)
+    key = "examples-" + digest.hexdigest()[:32]
+    if key not in cache._memory:
+        extractor = _extractor(run)
+        cache.computed += 1
+        parts, labels = [], []
+        for x, y in iterate(Feed.epoch(examples, batch_size, 0, 0, shuffle=False)):
+            if len(x):
+                parts.append(np.asarray(extractor.predict_on_batch(x), dtype=np.float32))
+                labels.append(y)
+        shape = (0, *extractor.output_shape[1:])
+        cache._memory[key] = (np.concatenate(parts) if parts else np.zeros(shape, np.float32),
+                              np.concatenate(labels) if labels else np.zeros(0, np.int32))
+    return ArrayExamples(*cache._memory[key])
 
 
 def head_stage(cache: FeatureCache, run: Any, data: Any, batch_size: int) -> tuple[Any, Any]:
     """The head alone, compiled with the stage's optimizer, and the data as the frozen
     base's features from `cache`, for a stage that trains the head only."""
     def features(pair):
+        if is_examples(pair):
+            return examples_features(cache, run, pair, batch_size)
         return None if pair is None else (cache.features(run, pair[0], batch_size), pair[1])
 
     trainer = head_model(run)

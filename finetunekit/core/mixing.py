@@ -8,8 +8,9 @@ label-mixing; this module applies it:
 * labels become soft: one-hot rows for a softmax head (whose sparse loss and accuracy
   are swapped for their categorical forms), a float in [0, 1] for a sigmoid head;
 * every epoch pairs each training image with a partner drawn by a generator seeded with
-  (seed, epoch), so a resumed run sees the same mixing (arrays: partners from the whole
-  epoch; a ``tf.data.Dataset`` or ``PyDataset``: from the same batch);
+  (seed, epoch), so a resumed run sees the same mixing (arrays and the built-in sources,
+  streamed or not: partners from the whole epoch, read by index; a ``tf.data.Dataset``
+  or ``PyDataset``: from the same batch);
 * validation data is never mixed (its labels only take the soft format).
 """
 
@@ -23,6 +24,7 @@ import numpy as np
 
 from finetunekit.core.components import BuiltHead, Data
 from finetunekit.core.errors import DataError, PluginError, RecipeError
+from finetunekit.core.feeding import Feed, as_feed
 
 MIX_STREAM = 0x6D6978
 """Third word of the mixing generator's seed, apart from the shuffle's (seed, epoch)."""
@@ -84,28 +86,41 @@ class LabelMixing:
     def epoch(self, data: Data, batch_size: int, epoch: int, seed: int) -> Data:
         """The data of one epoch (from 0), training batches mixed, validation only soft.
 
-        Arrays: every image gets a partner from a permutation of the whole epoch, mixed in
-        batches of `batch_size`. A ``tf.data.Dataset`` or ``PyDataset``: each batch as it
-        comes, paired within itself. Either way the generator is seeded by (seed, epoch)
-        (and the batch's index), so the same recipe mixes the same way.
+        Arrays and :class:`~finetunekit.core.examples.Examples` (read by index): every
+        example gets a partner from a permutation of the whole epoch, read by index with
+        its batch; each batch is mixed by a generator seeded with (seed, epoch, batch), so
+        batches can be read in parallel. A ``tf.data.Dataset`` or ``PyDataset``: each
+        batch as it comes, paired within itself. Either way the same recipe mixes the
+        same way.
         """
-        validation = data.validation
-        if isinstance(validation, tuple):
-            validation = (validation[0], self.soft(validation[1]))
+        train = as_feed(data.train, batch_size, epoch, seed, shuffle=True)
+        validation = as_feed(data.validation, batch_size, epoch, seed, shuffle=False)
+        if isinstance(validation, Feed):
+            validation = validation.with_transform(lambda b, p, x, y: (x, self.soft(y)),
+                                                     ((self.classes,), "float32"))
         elif validation is not None:
             validation = self._stream(validation, epoch, seed, mix=False)
-        if not isinstance(data.train, tuple):
-            return replace(data, train=self._stream(data.train, epoch, seed, mix=True),
+        if not isinstance(train, Feed):
+            return replace(data, train=self._stream(train, epoch, seed, mix=True),
                            validation=validation)
-        x, y = data.train[0], self.soft(data.train[1])
-        rng = np.random.default_rng([seed, epoch, MIX_STREAM])
-        partner = rng.permutation(len(x))
-        images, labels = np.empty_like(x), np.empty_like(y)
-        for start in range(0, len(x), batch_size):
-            part = slice(start, start + batch_size)
-            images[part], labels[part] = self._mix(x[part], y[part], x[partner[part]],
-                                                   y[partner[part]], rng)
-        return replace(data, train=(images, labels), validation=validation)
+        self.soft(np.asarray(train.examples.labels))  # refuse soft labels up front (ints: cheap)
+        partner = np.random.default_rng([seed, epoch, MIX_STREAM]).permutation(len(train.order))
+        feed = train
+
+        def mix(batch: int, positions: np.ndarray, x: np.ndarray, y: np.ndarray):
+            y = self.soft(y)
+            others = feed.order[partner[positions]]
+            other_x, read = feed.examples.read_available(others)
+            if len(np.arange(len(others))[read]) != len(others):  # a partner that failed:
+                full = x.copy()  # the image is its own partner (mixing changes nothing)
+                full[np.arange(len(others))[read]] = other_x
+                other_x = full
+            other_y = self.soft(feed.examples.labels[others])
+            rng = np.random.default_rng([seed, epoch, MIX_STREAM, batch])
+            return self._mix(x, y, other_x, other_y, rng)
+
+        return replace(data, train=train.with_transform(mix, ((self.classes,), "float32")),
+                       validation=validation)
 
     def _mix(self, x, y, other_x, other_y, rng):
         mixed_x, mixed_y = self.mix(x, y, other_x, other_y, rng)

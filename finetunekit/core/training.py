@@ -20,6 +20,8 @@ from finetunekit.core.callbacks import check_finite
 from finetunekit.core.components import BuiltHead, Data, Plan, Stage
 from finetunekit.core.manager import hookimpl
 from finetunekit.core.errors import DataError, PersistenceError
+from finetunekit.core.examples import is_examples
+from finetunekit.core.feeding import Feed, as_feed, keras_input
 from finetunekit.core.recipe import Recipe
 
 @dataclass
@@ -192,39 +194,61 @@ class Lifecycle(keras.callbacks.Callback):
 
 
 def fit_epoch(model: Any, data: Data, batch_size: int, epoch: int, seed: int,
-              callbacks: list, loop: Any = None) -> None:
+              callbacks: list, loop: Any = None, shard: tuple[int, int] = (1, 0)) -> None:
     """Train one epoch (numbered from 0), by Keras's ``fit`` or by `loop` if given
     (:meth:`~finetunekit.core.distribution.Distributions.epoch_loop`).
 
-    Arrays are shuffled here, by a generator seeded with (seed, epoch), rather than by
-    Keras: the order of any epoch then depends on nothing but the recipe, so a run can be
-    resumed at an epoch boundary and see the same batches.
+    Arrays and other :class:`~finetunekit.core.examples.Examples` are ordered here, by
+    :func:`~finetunekit.core.examples.epoch_order` (seed, epoch), and read in batches of
+    indices (:mod:`.feeding`) rather than shuffled by Keras: the order of any epoch then
+    depends on nothing but the recipe, so a run can be resumed at an epoch boundary and
+    see the same batches, whichever pipeline reads them. `shard` is ``(parts, which)``:
+    this process reads part `which` of every global batch (several JAX processes).
     """
-    train = data.train
-    if isinstance(train, tuple):
-        order = np.random.default_rng([seed, epoch]).permutation(len(train[0]))
-        train = (train[0][order], train[1][order])
+    train = as_feed(data.train, batch_size, epoch, seed, shuffle=True)
+    validation = as_feed(data.validation, batch_size, epoch, seed, shuffle=False)
     if loop is not None:
-        loop(model, train, data.validation, batch_size, epoch, callbacks)
+        loop(model, train, validation, batch_size, epoch, callbacks)
         return
+    feeds = [f for f in (train, validation) if isinstance(f, Feed)]
+    if shard[0] > 1:
+        train, validation = (f.shard(*shard) if isinstance(f, Feed) else f
+                             for f in (train, validation))
+        feeds = [f for f in (train, validation) if isinstance(f, Feed)]
     kwargs: dict[str, Any] = {"initial_epoch": epoch, "epochs": epoch + 1,
                               "callbacks": callbacks, "verbose": 0}
-    if data.validation is not None:
-        kwargs["validation_data"] = data.validation
-    if isinstance(train, tuple):
-        model.fit(*train, batch_size=batch_size, shuffle=False, **kwargs)
-    else:
-        model.fit(train, shuffle=False, **kwargs)  # a pipeline orders itself; Keras warns otherwise
+    if validation is not None:
+        kwargs["validation_data"] = keras_input(validation) if isinstance(validation, Feed) else validation
+    fit_input = keras_input(train) if isinstance(train, Feed) else train
+    try:
+        model.fit(fit_input, shuffle=False, **kwargs)  # a pipeline orders itself; Keras warns otherwise
+    except Exception as exc:
+        for feed in feeds:  # a refusal raised inside a tf.data pipeline, as itself
+            if feed.error is not None:
+                raise feed.error from exc
+        raise
 
 
 def steps_per_epoch(train: Any, batch_size: int) -> int | None:
     if isinstance(train, tuple):
         return math.ceil(len(train[0]) / batch_size)
+    if is_examples(train):
+        return math.ceil(len(train) / batch_size)
     try:
         n = len(train)
     except TypeError:
         return None
     return int(n) if n >= 0 else None
+
+
+def first_images(train: Any) -> Any:
+    """One training image as a batch of one (to call the whole model once), or None."""
+    if isinstance(train, tuple) and len(train[0]):
+        return train[0][:1]
+    if is_examples(train) and len(train):
+        x, _ = train.read_available(np.arange(min(len(train), 8)))
+        return x[:1] if len(x) else None
+    return None
 
 
 def _check_arrays(name: str, pair: Any, run: Run) -> None:
@@ -249,6 +273,20 @@ def _check_arrays(name: str, pair: Any, run: Run) -> None:
         )
     if len(y) != len(x):
         raise DataError(f"Data.{name} has {len(x)} images but {len(y)} labels.")
+    _check_labels(name, y, run)
+
+
+def _check_examples(name: str, examples: Any, run: Run) -> None:
+    expected = tuple(run.recipe["backbone"]["input_shape"])
+    if tuple(examples.shape) != expected or str(examples.dtype) != "uint8":
+        raise DataError(
+            f"Data.{name} examples must be uint8 images of shape {expected} to match "
+            f"backbone.input_shape. Received: {examples.dtype} examples of shape "
+            f"{tuple(examples.shape)}.")
+    _check_labels(name, np.asarray(examples.labels), run)
+
+
+def _check_labels(name: str, y: np.ndarray, run: Run) -> None:
     classes = int(run.model.output_shape[-1])
     top = 1 if classes == 1 else classes - 1
     if y.size and (y.min() < 0 or y.max() > top):
@@ -269,10 +307,12 @@ def check_data(data: Data, run: Run) -> None:
                 f"but head.classes = {classes} expects {wanted}. Set head.classes = "
                 f"{1 if len(data.class_names) == 2 else len(data.class_names)}."
             )
-    if isinstance(data.train, tuple):
-        _check_arrays("train", data.train, run)
-    if isinstance(data.validation, tuple):
-        _check_arrays("validation", data.validation, run)
+    for name in ("train", "validation"):
+        split = getattr(data, name)
+        if isinstance(split, tuple):
+            _check_arrays(name, split, run)
+        elif is_examples(split):
+            _check_examples(name, split, run)
 
 
 def copy_weights(source: Any, target: Any, file: Path) -> None:

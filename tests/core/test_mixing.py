@@ -54,13 +54,14 @@ def test_a_mixing_recipe_trains_on_soft_labels_without_the_feature_cache(engine,
     assert run.mix is not None and run.augment is None
     data = tiny_data(n=8, classes=classes)
     epoch = run.mix.epoch(data, 4, 0, seed=0)
-    x, y = epoch.train
+    x, y = epoch.train.arrays()
     assert y.shape == (8, classes) and y.dtype == np.float32
     soft = y if classes > 1 else np.concatenate([y, 1 - y], axis=1)
     np.testing.assert_allclose(soft.sum(axis=1), 1.0, rtol=1e-6)
     assert not np.array_equal(x, data.train[0])
-    np.testing.assert_array_equal(epoch.validation[0], data.validation[0])  # never mixed
-    assert set(np.unique(epoch.validation[1])) <= {0.0, 1.0}
+    vx, vy = epoch.validation.arrays()
+    np.testing.assert_array_equal(vx, data.validation[0])  # never mixed
+    assert set(np.unique(vy)) <= {0.0, 1.0}
     if classes > 1:
         assert isinstance(run.head.loss, keras.losses.CategoricalCrossentropy)
         assert isinstance(run.head.metrics[0], keras.metrics.CategoricalAccuracy)
@@ -80,10 +81,10 @@ def test_mixing_depends_on_seed_and_epoch_only(engine):
     data = tiny_data(n=8)
     first = run.mix.epoch(data, 4, 2, seed=5)
     again = engine.build(tiny_recipe(augment={"name": "mixup"})).mix.epoch(data, 4, 2, seed=5)
-    np.testing.assert_array_equal(first.train[0], again.train[0])
-    np.testing.assert_array_equal(first.train[1], again.train[1])
+    np.testing.assert_array_equal(first.train.arrays()[0], again.train.arrays()[0])
+    np.testing.assert_array_equal(first.train.arrays()[1], again.train.arrays()[1])
     other = run.mix.epoch(data, 4, 3, seed=5)
-    assert not np.array_equal(first.train[1], other.train[1])
+    assert not np.array_equal(first.train.arrays()[1], other.train.arrays()[1])
 
 
 def test_dominant_binary_accuracy_counts_the_larger_share():

@@ -1,0 +1,247 @@
+"""Feeding: a split read by index (:class:`~finetunekit.core.examples.Examples`) turned
+into one epoch of batches that Keras's ``fit`` takes.
+
+One order definition serves every pipeline: an epoch is :func:`epoch_order` (seed,
+epoch) cut into batches of ``batch_size`` positions (:class:`Feed`). Whatever reads the
+batches, the batches are the same, so a resumed run sees what an uninterrupted one saw.
+
+Two ways to read them, chosen per split:
+
+* a ``tf.data`` pipeline, on the TensorFlow backend, when the examples offer a TensorFlow
+  decoder (:meth:`Examples.tf_decoder`, e.g. image files: TensorFlow's C++ decoders in
+  parallel, prefetched). A file that fails to decode is dropped from its batch, and the
+  examples are told (:meth:`Examples.unreadable`).
+* a ``keras.utils.PyDataset`` otherwise (arrays, features, files under JAX without
+  TensorFlow, or a batch transform such as label mixing): batches read in worker threads
+  in order, each through :meth:`Examples.read_available`.
+
+Neither holds more than a few batches: no shuffled copy of the split, no copy through
+Keras's array adapter.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+
+from finetunekit.core.examples import ArrayExamples, Examples, epoch_order, is_examples
+
+Transform = Callable[[int, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+"""``transform(batch, positions, x, y) -> (x, y)``: a change to each batch (label mixing);
+`positions` are the batch's positions in the epoch's order (after dropped examples)."""
+
+
+class Feed:
+    """One epoch of a split: which examples, in which order, in which batches.
+
+    Args:
+        examples: :class:`Examples`.
+        order: 1-D int array. Example indices in epoch order.
+        batches: list of 1-D int arrays. Positions into `order`, one array per batch.
+        transform: :data:`Transform` or None.
+    """
+
+    def __init__(self, examples: Examples, order: np.ndarray, batches: list[np.ndarray],
+                 transform: Transform | None = None,
+                 labels: tuple[tuple[int, ...], str] | None = None):
+        self.examples, self.order, self.batches = examples, order, batches
+        self.transform = transform
+        given = np.asarray(examples.labels)
+        self.labels = labels or (tuple(given.shape[1:]), str(given.dtype))  # one label's
+        self.error: Exception | None = None  # a refusal raised inside a pipeline
+        self._seen_lock = threading.Lock()
+
+    @classmethod
+    def epoch(cls, examples: Examples, batch_size: int, epoch: int, seed: int, *,
+              shuffle: bool = True) -> "Feed":
+        """The epoch (from 0) of `examples`: :func:`epoch_order` (or index order if not
+        `shuffle`) cut into batches of `batch_size`."""
+        n = len(examples)
+        order = epoch_order(n, seed, epoch) if shuffle else np.arange(n)
+        positions = np.arange(n)
+        return cls(examples, order, [positions[i:i + batch_size] for i in range(0, n, batch_size)])
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def with_transform(self, transform: Transform | None,
+                       labels: tuple[tuple[int, ...], str] | None = None) -> "Feed":
+        """This feed with each batch changed by `transform`, whose labels have the shape
+        and dtype `labels` (``((classes,), "float32")`` for soft labels; None: unchanged)."""
+        return Feed(self.examples, self.order, self.batches, transform, labels or self.labels)
+
+    def shard(self, parts: int, which: int) -> "Feed":
+        """This worker's share: part `which` of `parts` (contiguous) of every batch, so
+        that each worker reads only its slice of each global batch."""
+        if parts == 1:
+            return self
+        return Feed(self.examples, self.order,
+                    [np.array_split(b, parts)[which] for b in self.batches], self.transform,
+                    self.labels)
+
+    def read(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Batch `batch`: ``(x, y)``, examples that cannot be read dropped, transformed."""
+        positions = self.batches[batch]
+        x, kept = self.examples.read_available(self.order[positions])
+        positions = positions[kept]
+        y = self.examples.labels[self.order[positions]]
+        if self.transform is not None:
+            x, y = self.transform(batch, positions, x, y)
+        return x, y
+
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every batch, read and concatenated: the whole epoch in memory (for tests and
+        small splits, never for training)."""
+        parts = [self.read(i) for i in range(len(self))]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+class _Batches(keras.utils.PyDataset):
+    """A :class:`Feed` as a PyDataset: batch ``i`` is ``feed.read(i)``, read in threads."""
+
+    def __init__(self, feed: Feed, workers: int):
+        super().__init__(workers=workers, use_multiprocessing=False,
+                         max_queue_size=max(2, 2 * workers))
+        self.feed = feed
+
+    def __len__(self) -> int:
+        return len(self.feed)
+
+    def __getitem__(self, index: int):
+        return self.feed.read(index)
+
+
+def _tf_dataset(feed: Feed, decode: Callable[[Any], Any]) -> Any:
+    """A :class:`Feed` as a ``tf.data.Dataset``: TensorFlow decodes, in parallel."""
+    import tensorflow as tf
+
+    examples = feed.examples
+    flat = np.concatenate(feed.batches) if feed.batches else np.zeros(0, np.int64)
+    bounds = np.cumsum([0] + [len(b) for b in feed.batches]).astype(np.int64)
+    indices = tf.constant(feed.order[flat].astype(np.int64))
+    labels = tf.constant(np.asarray(examples.labels)[feed.order[flat]])
+    starts, ends = tf.constant(bounds[:-1]), tf.constant(bounds[1:])
+    widest = max((len(b) for b in feed.batches), default=1)
+
+    def one(position):
+        index = indices[position]
+        return decode(index), labels[position], index
+
+    def batch(number):
+        # each batch is its own small dataset, so a file that fails is dropped from its
+        # batch and the batches after it keep their examples
+        members = tf.data.Dataset.range(starts[number], ends[number]).map(one)
+        members = members.ignore_errors()
+        return members.batch(widest).map(lambda x, y, i: (x, y, i, number))
+
+    def observe(x, y, got, number):
+        got = tf.numpy_function(lambda g, b: _observe(feed, g, int(b)), [got, number],
+                                tf.int64, stateful=True)
+        with tf.control_dependencies([got]):
+            return tf.identity(x), y
+
+    cores = _cores()
+    dataset = tf.data.Dataset.range(len(feed.batches)).interleave(
+        batch, cycle_length=max(cores, 2), block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.map(observe).prefetch(2)
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = max(cores, 2)
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return dataset.with_options(options)
+
+
+def _observe(feed: Feed, got: np.ndarray, number: int) -> np.int64:
+    expected = feed.order[feed.batches[number]]
+    if len(got) != len(expected):
+        missing = np.setdiff1d(expected, got)
+        try:
+            feed.examples.unreadable(missing)
+        except Exception as exc:  # a refusal (strict): kept to raise as itself after fit
+            feed.error = exc
+            raise
+    return np.int64(len(got))
+
+
+def _read_in_threads(feed: Feed) -> Any:
+    """Batches of `feed` in order, read ahead by :meth:`Examples.read_workers` threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = max(1, feed.examples.read_workers())
+    with ThreadPoolExecutor(workers, thread_name_prefix="finetunekit-read") as pool:
+        ahead = 2 * workers  # bounded look-ahead: a few batches in memory, not the split
+        pending = [pool.submit(feed.read, i) for i in range(min(ahead, len(feed)))]
+        for i in range(len(feed)):
+            x, y = pending.pop(0).result()
+            if i + ahead < len(feed):
+                pending.append(pool.submit(feed.read, i + ahead))
+            yield x, y
+
+
+def _cores() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def keras_input(feed: Feed) -> Any:
+    """What ``fit`` takes for `feed`: a ``tf.data.Dataset`` on the TensorFlow backend when
+    the examples have a TensorFlow decoder and no transform applies, else a PyDataset
+    read by :meth:`Examples.read_workers` threads."""
+    if keras.backend.backend() != "tensorflow":
+        return _Batches(feed, feed.examples.read_workers())
+    decode = feed.examples.tf_decoder()
+    if decode is not None and feed.transform is None:
+        return _tf_dataset(feed, decode)
+    return _generated(feed)
+
+
+def _generated(feed: Feed) -> Any:
+    """A :class:`Feed` read from Python (:func:`iterate`) as a ``tf.data.Dataset`` with
+    a declared signature: a PyDataset would have Keras read two batches twice to learn it."""
+    import tensorflow as tf
+
+    shape, dtype = feed.labels
+    dataset = tf.data.Dataset.from_generator(
+        lambda: _read_in_threads(feed), output_signature=(
+            tf.TensorSpec((None, *feed.examples.shape), feed.examples.dtype),
+            tf.TensorSpec((None, *shape), dtype)))
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options).prefetch(1)
+
+
+def as_feed(split: Any, batch_size: int, epoch: int, seed: int, *, shuffle: bool) -> Any:
+    """`split` as the :class:`~finetunekit.core.feeding.Feed` of an epoch when it is
+    arrays or :class:`~finetunekit.core.examples.Examples`; anything else unchanged."""
+    if isinstance(split, tuple) and len(split) == 2:
+        split = ArrayExamples(*split)
+    if is_examples(split):
+        return Feed.epoch(split, batch_size, epoch, seed, shuffle=shuffle)
+    return split
+
+
+def iterate(feed: Feed) -> Any:
+    """The ``(x, y)`` numpy batches of `feed`, in order, read as :func:`keras_input`
+    reads them (the same decoder, so the same pixels), for code outside ``fit``."""
+    decode = feed.examples.tf_decoder() if keras.backend.backend() == "tensorflow" else None
+    if decode is None or feed.transform is not None:
+        yield from _read_in_threads(feed)
+        return
+    source = _tf_dataset(feed, decode)
+    try:
+        for x, y in source.as_numpy_iterator():
+            yield x, y
+    except Exception as exc:
+        if feed.error is not None:
+            raise feed.error from exc
+        raise
