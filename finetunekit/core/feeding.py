@@ -215,6 +215,7 @@ def _generated(feed: Feed) -> Any:
         lambda: _read_in_threads(feed), output_signature=(
             tf.TensorSpec((None, *feed.examples.shape), feed.examples.dtype),
             tf.TensorSpec((None, *shape), dtype)))
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(feed)))
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options).prefetch(1)

@@ -71,17 +71,21 @@ class LabelMixing:
     def soft(self, labels: np.ndarray) -> np.ndarray:
         """Integer class labels as float32 soft labels of shape ``(n, classes)``."""
         labels = np.asarray(labels)
-        if labels.ndim > 2 or (labels.ndim == 2 and labels.shape[1] != 1):
-            raise DataError(
-                f"augment.name = \"{self.name}\" makes its own soft labels from class "
-                f"indices, shape (n,) or (n, 1). Received labels of shape {labels.shape} "
-                "(one-hot or soft already?). Pass the class index of each image, e.g. "
-                "labels.argmax(axis=1)."
-            )
+        self.check_labels(labels.shape)
         labels = labels.reshape(len(labels), -1)
         if self.classes == 1:
             return labels.astype(np.float32)
         return np.eye(self.classes, dtype=np.float32)[labels[:, 0].astype(np.int64)]
+
+    def check_labels(self, shape: tuple[int, ...]) -> None:
+        """Refuse labels of `shape` that are not class indices (DataError)."""
+        if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
+            raise DataError(
+                f"augment.name = \"{self.name}\" makes its own soft labels from class "
+                f"indices, shape (n,) or (n, 1). Received labels of shape {shape} "
+                "(one-hot or soft already?). Pass the class index of each image, e.g. "
+                "labels.argmax(axis=1)."
+            )
 
     def epoch(self, data: Data, batch_size: int, epoch: int, seed: int) -> Data:
         """The data of one epoch (from 0), training batches mixed, validation only soft.
@@ -103,7 +107,7 @@ class LabelMixing:
         if not isinstance(train, Feed):
             return replace(data, train=self._stream(train, epoch, seed, mix=True),
                            validation=validation)
-        self.soft(np.asarray(train.examples.labels))  # refuse soft labels up front (ints: cheap)
+        self.check_labels(np.shape(train.examples.labels))  # refused before training
         partner = np.random.default_rng([seed, epoch, MIX_STREAM]).permutation(len(train.order))
         feed = train
 

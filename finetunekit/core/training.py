@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,7 +222,11 @@ def fit_epoch(model: Any, data: Data, batch_size: int, epoch: int, seed: int,
         kwargs["validation_data"] = keras_input(validation) if isinstance(validation, Feed) else validation
     fit_input = keras_input(train) if isinstance(train, Feed) else train
     try:
-        model.fit(fit_input, shuffle=False, **kwargs)  # a pipeline orders itself; Keras warns otherwise
+        with warnings.catch_warnings():
+            # a tf.data feed drops files that fail to decode, so its length is not
+            # declared, and Keras warns at its end as if it had run short
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+            model.fit(fit_input, shuffle=False, **kwargs)  # ordered here; Keras warns otherwise
     except Exception as exc:
         for feed in feeds:  # a refusal raised inside a tf.data pipeline, as itself
             if feed.error is not None:

@@ -88,7 +88,7 @@ def list_csv(csv_path: Path, key: str, name: str, rows, classes: list[str]) -> I
 
 def load_csv(context: DataContext, train: str, validation: str | None = None,
              validation_split: float | None = None, classes: list[str] | None = None,
-             strict: bool = False) -> Data:
+             strict: bool = False, in_memory: bool | str = "auto") -> Data:
     """Load the images a training CSV (and a validation CSV, or a split) lists."""
     if validation and validation_split:
         raise DataError("Give either 'data.validation' or 'data.validation_split', not both. "
@@ -112,7 +112,7 @@ def load_csv(context: DataContext, train: str, validation: str | None = None,
         rows = read_rows(Path(validation), "data.validation")
         lists.append(list_csv(Path(validation), "data.validation", "validation", rows, names))
     return to_data(lists, names, context, strict=strict, validation_split=validation_split,
-                   source=train)
+                   source=train, in_memory=in_memory)
 
 
 @hookimpl

@@ -70,7 +70,7 @@ def _same_classes(train: list[str], validation: list[str], root: str) -> None:
 
 
 def load_folder(context: DataContext, train: str, validation: str | None = None,
-                validation_split: float | None = None, strict: bool = False) -> Data:
+                validation_split: float | None = None, strict: bool = False, in_memory: bool | str = "auto") -> Data:
     """Load ``train`` (and ``validation``, or a ``validation_split`` of train)."""
     if validation and validation_split:
         raise DataError("Give either 'data.validation' or 'data.validation_split', not both. "
@@ -89,7 +89,7 @@ def load_folder(context: DataContext, train: str, validation: str | None = None,
         _same_classes(names, val_names, validation)
         lists.append(val_files)
     return to_data(lists, names, context, strict=strict, validation_split=validation_split,
-                   source=train)
+                   source=train, in_memory=in_memory)
 
 
 @hookimpl

@@ -97,20 +97,25 @@ def stratified_split(files: ImageList, fraction: float, seed: int) -> tuple[Imag
 
 @dataclass
 class _Scanned:
-    x: np.ndarray
+    x: np.ndarray | None  # None after a header pass
     y: np.ndarray
     conversions: Counter
     skipped: dict[str, list[str]]
     skipped_per_class: Counter
+    paths: list[Path] = field(default_factory=list)  # after a header pass: the usable files
+    kinds: np.ndarray | None = None  # and their decoders (stream.probe)
 
 
 def to_data(lists: list[ImageList], class_names: list[str], context: Any, *, strict: bool,
-            validation_split: float | None, source: str) -> Any:
-    """Hold out `validation_split` of the only list if asked, decode, and make a `Data`.
+            validation_split: float | None, source: str, in_memory: Any = "auto") -> Any:
+    """Hold out `validation_split` of the only list if asked, decode (or check the
+    headers, to stream), and make a `Data`.
 
     Args:
         lists: one list (train) or two (train, validation).
         source: str. What the train list came from, for the message of an empty split.
+        in_memory: ``"auto"``, True or False: ``data.in_memory`` (:func:`keeps_in_memory`).
+            Streamed splits are :class:`~.stream.FileExamples`.
     """
     from finetunekit.core.components import Data
 
@@ -121,9 +126,37 @@ def to_data(lists: list[ImageList], class_names: list[str], context: Any, *, str
                 f"'data.validation_split' = {validation_split} holds out no image: every class "
                 f"of '{source}' has fewer than 2. Add images, or drop the split."
             )
-    arrays, report = load_images(lists, class_names, context.input_shape[:2], strict=strict)
+    size = tuple(context.input_shape[:2])
+    if keeps_in_memory(in_memory, lists, size):
+        arrays, report = load_images(lists, class_names, size, strict=strict)
+    else:
+        arrays, report = index_images(lists, class_names, size, strict=strict)
     return Data(train=arrays["train"], validation=arrays.get("validation"),
                 class_names=class_names, report=report)
+
+
+IN_MEMORY_PEAK = 1.2
+"""A training epoch's peak memory over the decoded arrays, in memory (measured:
+docs/data.md, "Memory")."""
+
+MEMORY_SHARE = 0.5
+"""``in_memory = "auto"`` keeps the images in memory when the peak fits in this share of
+the available memory; the rest is left to the model, the framework and other processes."""
+
+
+def keeps_in_memory(in_memory: Any, lists: Sequence[ImageList], size: tuple[int, int]) -> bool:
+    """Whether to decode the splits into memory (True) or stream them (False).
+
+    ``true`` and ``false`` decide; ``"auto"`` keeps them in memory when
+    :data:`IN_MEMORY_PEAK` times the decoded arrays (N x H x W x 3 bytes) fits in
+    :data:`MEMORY_SHARE` of the available memory (``MemAvailable``; in memory where the
+    system does not tell).
+    """
+    if isinstance(in_memory, bool):
+        return in_memory
+    needed = sum(len(f.paths) for f in lists) * size[0] * size[1] * 3
+    available = _available_memory()
+    return available is None or IN_MEMORY_PEAK * needed <= MEMORY_SHARE * available
 
 
 SCAN_PARAMS = {
@@ -131,6 +164,9 @@ SCAN_PARAMS = {
                               help="fraction of each class of train held out instead"),
     "strict": Param(bool, False,
                     help="refuse unusable images or rows (naming them) instead of skipping them"),
+    "in_memory": Param((str, bool), "auto", choices=("auto", True, False),
+                       help="decode every image into memory (true), stream them from disk "
+                            "(false), or in memory when it fits half the free memory (auto)"),
 }
 """The ``[data]`` keys of every source that loads through :func:`to_data`."""
 
@@ -150,15 +186,22 @@ def _workers() -> int:
         return os.cpu_count() or 1
 
 
-def _scan(files: ImageList, size: tuple[int, int]) -> _Scanned:
+def _scan(files: ImageList, size: tuple[int, int], *, header_only: bool = False) -> _Scanned:
+    from finetunekit.plugins.data.stream import probe
+
     n = len(files.paths)
-    x = np.empty((n, size[0], size[1], 3), dtype=np.uint8)  # filled in place: no stacking copy
+    # filled in place: no stacking copy
+    x = None if header_only else np.empty((n, size[0], size[1], 3), dtype=np.uint8)
+    kinds = np.zeros(n, dtype=np.int32)
     outcome: list[str | None] = [None] * n
     failed: list[str | None] = [None] * n
 
     def decode(i: int) -> None:
         try:
-            x[i], outcome[i] = decode_image(read_file(files.paths[i]), size)
+            if header_only:
+                kinds[i], outcome[i] = probe(files.paths[i], size)
+            else:
+                x[i], outcome[i] = decode_image(read_file(files.paths[i]), size)
         except SkippedImage as exc:
             failed[i] = exc.reason
 
@@ -181,11 +224,15 @@ def _scan(files: ImageList, size: tuple[int, int]) -> _Scanned:
             skipped.setdefault(failed[i], []).append(printable(files.paths[i]))
             per_class[files.labels[i]] += 1
             continue
-        if keep != i:
+        if keep != i and x is not None:
             x[keep] = x[i]
         keep += 1
-    y = np.asarray([label for label, bad in zip(files.labels, failed) if bad is None], dtype=np.int32)
+    usable = [i for i in range(n) if failed[i] is None]
+    y = np.asarray([files.labels[i] for i in usable], dtype=np.int32)
     conversions = Counter(c for c, bad in zip(outcome, failed) if c is not None and bad is None)
+    if x is None:
+        return _Scanned(None, y, conversions, skipped, per_class,
+                        [files.paths[i] for i in usable], kinds[usable])
     return _Scanned(x[:keep], y, conversions, skipped, per_class)
 
 
@@ -241,8 +288,35 @@ def load_images(lists: Sequence[ImageList], class_names: list[str], size: tuple[
         )
     start = time.perf_counter()
     scanned = {f.name: _scan(f, size) for f in lists}
-    seconds = time.perf_counter() - start
+    report = _checked(lists, scanned, class_names, size, time.perf_counter() - start,
+                      strict, key)
+    return {name: (s.x, s.y) for name, s in scanned.items()}, report
 
+
+def index_images(lists: Sequence[ImageList], class_names: list[str], size: tuple[int, int], *,
+                 strict: bool = False, key: str = "data") -> tuple[dict[str, Any], dict]:
+    """Check every file's header (decode nothing) and give each split as
+    :class:`~.stream.FileExamples`, decoded on demand while training.
+
+    Bad files are skipped or refused as by :func:`load_images`, with the same report
+    (``memory_bytes`` 0, ``streamed`` true); a file that passes its header but fails to
+    decode is skipped (or refused) later, when read, and counted in the report then.
+    """
+    from finetunekit.plugins.data.stream import FileExamples, default_decoder
+
+    start = time.perf_counter()
+    scanned = {f.name: _scan(f, size, header_only=True) for f in lists}
+    report = _checked(lists, scanned, class_names, size, time.perf_counter() - start,
+                      strict, key)
+    report["memory_bytes"], report["streamed"] = 0, True
+    decoder = default_decoder()
+    return {name: FileExamples(s.paths, s.y, size, s.kinds, decoder=decoder, strict=strict,
+                               report=report, split=name, key=key)
+            for name, s in scanned.items()}, report
+
+
+def _checked(lists, scanned, class_names, size, seconds, strict, key) -> dict:
+    """Refuse (strict, an empty split, a lost class) or report and log."""
     by_reason: Counter = Counter()
     for s in scanned.values():
         by_reason.update({reason: len(entries) for reason, entries in s.skipped.items()})
@@ -277,7 +351,7 @@ def load_images(lists: Sequence[ImageList], class_names: list[str], size: tuple[
 
     report = _report(lists, scanned, class_names, by_reason, size, seconds, strict)
     _log(report)
-    return {name: (s.x, s.y) for name, s in scanned.items()}, report
+    return report
 
 
 def _report(lists, scanned, class_names, by_reason, size, seconds, strict) -> dict:
