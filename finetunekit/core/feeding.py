@@ -87,7 +87,11 @@ class Feed:
     def read(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
         """Batch `batch`: ``(x, y)``, examples that cannot be read dropped, transformed."""
         positions = self.batches[batch]
-        x, kept = self.examples.read_available(self.order[positions])
+        try:
+            x, kept = self.examples.read_available(self.order[positions])
+        except Exception as exc:  # a refusal (strict): kept to raise as itself after fit,
+            self.error = exc      # where a tf.data generator would have wrapped it
+            raise
         positions = positions[kept]
         y = self.examples.labels[self.order[positions]]
         if self.transform is not None:
