@@ -21,7 +21,6 @@ Keras's array adapter.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable
 from typing import Any
