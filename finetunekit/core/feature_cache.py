@@ -5,17 +5,22 @@ When a stage trains only the head (the whole base frozen, called with
 same images through the same base. The engine then computes the base's features once
 and trains the head on them, as the seed's own ``fit(train_features, ...)`` does.
 
-Features are kept in memory up to ``memory_limit`` bytes, beyond that in a ``.npy`` file
-under the cache folder (memory-mapped). The key hashes the images, the base's weights,
-the preprocessing, the input shape and the precision, so a change of data, backbone,
-weights, input size or precision never reuses stale features. Each
-:class:`FeatureCache` belongs to one engine.
+The input is read once, in index order and in batches, so an :class:`Examples` that
+decodes files on demand never needs to fit in memory. Features up to ``memory_limit``
+bytes stay in memory; larger ones go to shards on disk
+(:mod:`finetunekit.core.feature_store`), read back by index without a full copy, and the
+folder is kept under ``disk_limit`` by evicting the least recently used entries. The key
+covers everything that changes the features (:meth:`FeatureCache.key`). Each
+:class:`FeatureCache` belongs to one engine; the folder on disk is shared by design.
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
-import os
+import logging
+import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,73 +28,161 @@ from typing import Any
 import keras
 import numpy as np
 
+from finetunekit.core import feature_store
+from finetunekit.core.errors import DataError
+from finetunekit.core.examples import ArrayExamples, Examples
+from finetunekit.core.feature_store import default_disk_limit, default_folder
 from finetunekit.core.training import fresh_metric
 
 DEFAULT_MEMORY_LIMIT = 1 << 30
+SHARD_BYTES = 64 << 20
+READ_BYTES = 16 << 20  # input read (and predicted) per step of the computation
 
-
-def default_folder() -> Path:
-    """``$FINETUNEKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/finetunekit/features``."""
-    if os.environ.get("FINETUNEKIT_CACHE_DIR"):
-        return Path(os.environ["FINETUNEKIT_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "finetunekit" / "features"
+logger = logging.getLogger("finetunekit.feature_cache")
 
 
 class FeatureCache:
-    """Base features by content key, in memory or on disk.
+    """Base features by content key, in memory or as shards on disk.
 
     Args:
-        memory_limit: int. Largest feature array (bytes) kept in memory.
-        folder: Path or None. Where larger arrays go; None: :func:`default_folder`.
+        memory_limit: int. Bytes of features this cache keeps in memory, all entries
+            together (the least recently used leave first); a larger array goes to
+            disk. Defaults to 1 GiB.
+        folder: Path or None. Where entries on disk go; None: :func:`default_folder`.
+        disk_limit: int or None. Bytes the folder may hold before the least recently
+            used entries are removed; None: :func:`default_disk_limit`.
+        shard_bytes: int. About how large each shard file is. Defaults to 64 MiB.
+
+    Attributes:
+        computed: int. How many feature arrays were computed rather than found.
     """
 
-    def __init__(self, memory_limit: int = DEFAULT_MEMORY_LIMIT, folder: Path | None = None):
+    def __init__(self, memory_limit: int = DEFAULT_MEMORY_LIMIT, folder: Path | None = None,
+                 disk_limit: int | None = None, shard_bytes: int = SHARD_BYTES):
         self.memory_limit = memory_limit
         self.folder = folder
-        self._memory: dict[str, np.ndarray] = {}
-        self.computed = 0  # how many arrays were computed rather than found
+        self.disk_limit = default_disk_limit() if disk_limit is None else disk_limit
+        self.shard_bytes = shard_bytes
+        self._memory: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
+        # entries this cache has handed out and that are still alive: never evicted (the
+        # entry's lock already says so where flock exists; this covers Windows)
+        self._open: weakref.WeakValueDictionary[str, Examples] = weakref.WeakValueDictionary()
+        self.computed = 0
 
     @staticmethod
-    def key(run: Any, images: np.ndarray) -> str:
+    def key(run: Any, images: np.ndarray | Examples) -> str:
+        """The key of `images`' features under `run`'s base.
+
+        It hashes what can change them: the examples' :meth:`~Examples.fingerprint`
+        (array content; for files, path, size, mtime and decoding settings), their
+        shape and dtype, every weight of the base (name, shape and values), the
+        ``[backbone]`` section, the preprocessing layer's config, ``train.precision``,
+        the Keras backend and version, and the cache's format version.
+        """
+        if not isinstance(images, Examples):
+            images = ArrayExamples(images, np.zeros(len(images), np.int8))
         digest = hashlib.sha256()
-        digest.update(repr((images.shape, str(images.dtype), run.recipe["backbone"]["name"],
-                            run.preprocess.get_config(),
-                            run.recipe["train"]["precision"])).encode())
-        digest.update(np.ascontiguousarray(images).data)
+        digest.update(repr((feature_store.FORMAT, images.shape, str(images.dtype),
+                            sorted(run.recipe["backbone"].items()),
+                            run.preprocess.get_config(), run.recipe["train"]["precision"],
+                            keras.backend.backend(), keras.__version__)).encode())
+        digest.update(images.fingerprint())
         for weight in run.base.weights:
+            digest.update(repr((weight.path, tuple(weight.shape), str(weight.dtype))).encode())
             digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).data)
         return digest.hexdigest()[:32]
 
     def features(self, run: Any, images: np.ndarray, batch_size: int) -> np.ndarray:
-        """The frozen base's features of `images` (computed once per key)."""
-        key = self.key(run, images)
+        """The frozen base's features of `images` (computed once per key), as one array
+        in memory. :meth:`examples` reads large ones from disk without that copy."""
+        found = self.examples(run, ArrayExamples(images, np.zeros(len(images), np.int8)),
+                              batch_size)
+        if isinstance(found, ArrayExamples):
+            return found.x
+        return found.read(np.arange(len(found)))
+
+    def examples(self, run: Any, examples: Examples, batch_size: int) -> Examples:
+        """The frozen base's features of every example, read by index.
+
+        Found in memory or on disk by :meth:`key`, else computed by reading `examples`
+        once in index order, `batch_size` at a time through the base. Features within
+        :attr:`memory_limit` come back as an :class:`ArrayExamples`; larger ones are
+        written as shards and come back as
+        :class:`~finetunekit.core.feature_store.ShardedExamples`, whose reads gather rows
+        from memory-mapped files. The labels are `examples`' own.
+
+        Args:
+            run: the :class:`~finetunekit.core.training.Run` (its base frozen).
+            examples: :class:`~finetunekit.core.examples.Examples` of uint8 images of the
+                backbone's input shape.
+            batch_size: int. Images per forward pass.
+        """
+        expected = tuple(run.recipe["backbone"]["input_shape"])
+        if tuple(examples.shape) != expected:
+            raise DataError(f"The feature cache needs examples of shape {expected} "
+                            f"(backbone.input_shape). Received: {tuple(examples.shape)}.")
+        key = self.key(run, examples)
         if key in self._memory:
-            return self._memory[key]
+            self._memory.move_to_end(key)
+            return ArrayExamples(self._memory[key], examples.labels)
         folder = self.folder or default_folder()
-        path = folder / f"{key}.npy"
-        if path.is_file():
-            return np.load(path, mmap_mode="r")
+        found = feature_store.open_entry(folder, key, examples.labels) if folder.is_dir() else None
+        if found is not None:
+            self._open[key] = found
+            return found
         extractor = _extractor(run)
-        shape = (len(images), *extractor.output_shape[1:])
-        nbytes = int(np.prod(shape)) * 4
+        shape = tuple(int(d) for d in extractor.output_shape[1:])
+        nbytes = len(examples) * int(np.prod(shape)) * 4
+        chunks = _predicted(extractor, examples, batch_size)
         self.computed += 1
         if nbytes <= self.memory_limit:
-            features = np.asarray(extractor.predict(images, batch_size=batch_size, verbose=0),
-                                  dtype=np.float32)
-            self._memory[key] = features
-            return features
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{key}.{os.getpid()}.tmp.npy"
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
-        chunk = max(batch_size, 256)
-        for start in range(0, len(images), chunk):
-            array[start:start + chunk] = extractor.predict(images[start:start + chunk],
-                                                           batch_size=batch_size, verbose=0)
-        array.flush()
-        del array
-        os.replace(tmp, path)
-        return np.load(path, mmap_mode="r")
+            features, start = np.empty((len(examples), *shape), np.float32), 0
+            for chunk in chunks:
+                features[start:start + len(chunk)] = chunk
+                start += len(chunk)
+            self._keep_in_memory(key, features)
+            return ArrayExamples(features, examples.labels)
+        info = {"backbone": run.recipe["backbone"]["name"],
+                "input_shape": list(expected), "precision": run.recipe["train"]["precision"],
+                "backend": keras.backend.backend(), "examples": type(examples).__name__}
+        feature_store.write_entry(folder, key, len(examples), shape, chunks, info,
+                                  self.shard_bytes)
+        found = feature_store.open_entry(folder, key, examples.labels)
+        if found is None:  # removed between the rename and the open: a very busy folder
+            raise DataError(f"The feature cache entry {key} in {folder} was removed as "
+                            "soon as it was written. Give this process its own "
+                            "FINETUNEKIT_CACHE_DIR or a larger FINETUNEKIT_CACHE_LIMIT.")
+        self._open[key] = found
+        feature_store.evict(folder, self.disk_limit, keep=list(self._open.keys()))
+        return found
+
+    def _keep_in_memory(self, key: str, features: np.ndarray) -> None:
+        self._memory[key] = features
+        total = sum(array.nbytes for array in self._memory.values())
+        while total > self.memory_limit and len(self._memory) > 1:
+            _, dropped = self._memory.popitem(last=False)
+            total -= dropped.nbytes
+
+
+def _predicted(extractor: Any, examples: Examples, batch_size: int):
+    """The features of `examples`, batch by batch in index order. Images are read
+    (decoded) a chunk ahead in a thread while the base predicts; one batch's features at
+    a time are held, not a chunk's, since features can outweigh their images."""
+    row_bytes = max(1, examples.nbytes // max(len(examples), 1))
+    step = max(1, READ_BYTES // row_bytes // batch_size) * batch_size
+    starts = range(0, len(examples), step)
+
+    def read(start: int) -> np.ndarray:
+        return examples.read(np.arange(start, min(start + step, len(examples))))
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(read, 0) if len(starts) else None
+        for start in starts:
+            images = pending.result()
+            pending = pool.submit(read, start + step) if start + step < len(examples) else None
+            for first in range(0, len(images), batch_size):
+                yield np.asarray(extractor.predict_on_batch(images[first:first + batch_size]),
+                                 dtype=np.float32)
 
 
 def _extractor(run: Any) -> Any:
@@ -103,21 +196,34 @@ def head_model(run: Any) -> Any:
     return keras.Model(features, run.head.layer(features), name="finetunekit_head")
 
 
+def _split_ok(split: Any) -> bool:
+    return isinstance(split, (tuple, Examples))
+
+
 def uses_cache(run: Any, stage: Any, data: Any) -> bool:
     """Whether a stage can train on cached features: the base fully frozen, no random
-    augmentation before it (nor label mixing), arrays (not a pipeline) in, and the cache
-    not switched off."""
+    augmentation before it (nor label mixing), arrays or :class:`Examples` (not a
+    pipeline) in, and the cache not switched off."""
     return (not stage.trainable and run.augment is None and run.mix is None
             and run.recipe["train"]["feature_cache"] == "auto"
-            and isinstance(data.train, tuple)
-            and (data.validation is None or isinstance(data.validation, tuple)))
+            and _split_ok(data.train)
+            and (data.validation is None or _split_ok(data.validation)))
 
 
 def head_stage(cache: FeatureCache, run: Any, data: Any, batch_size: int) -> tuple[Any, Any]:
     """The head alone, compiled with the stage's optimizer, and the data as the frozen
-    base's features from `cache`, for a stage that trains the head only."""
-    def features(pair):
-        return None if pair is None else (cache.features(run, pair[0], batch_size), pair[1])
+    base's features from `cache`, for a stage that trains the head only.
+
+    A split given as :class:`Examples` comes back as Examples of features (read by
+    index, from disk when large); one given as ``(images, labels)`` arrays comes back as
+    ``(features, labels)`` arrays.
+    """
+    def features(split):
+        if split is None:
+            return None
+        if isinstance(split, Examples):
+            return cache.examples(run, split, batch_size)
+        return cache.features(run, split[0], batch_size), split[1]
 
     trainer = head_model(run)
     trainer.compile(optimizer=run.model.optimizer, loss=run.head.loss,
