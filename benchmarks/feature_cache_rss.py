@@ -7,7 +7,7 @@ Run alone (one process per measurement, since ``ru_maxrss`` only grows)::
     python benchmarks/feature_cache_rss.py --images 3000 --memory-limit 32MiB
 
 It prints one JSON line: the features' size on disk, the memory limit, and the peak RSS
-(``resource.getrusage``) after building the model, after computing the features, and
+(``VmHWM``, else ``resource.getrusage``) after building the model, after computing the features, and
 after reading and training. ``benchmarks/test_feature_cache.py`` runs it in a
 subprocess. The base is a one-layer stem (64x64 in, 32x32x32 features out: 128 KiB per
 image, cheap to compute) registered as an outside plugin would, so that the features
@@ -83,6 +83,16 @@ class Batches(keras.utils.PyDataset):
 
 
 def peak_mib() -> float:
+    """This process's peak resident memory: ``VmHWM`` where there is ``/proc`` (Linux
+    keeps ``ru_maxrss`` across fork and exec, so a process started from a large one, as
+    pytest, would report its parent's peak), else ``getrusage``."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import logging
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -29,16 +28,14 @@ import keras
 import numpy as np
 
 from finetunekit.core import feature_store
-from finetunekit.core.errors import DataError
+from finetunekit.core.errors import DataError, PersistenceError, printable
 from finetunekit.core.examples import ArrayExamples, Examples
 from finetunekit.core.feature_store import default_disk_limit, default_folder
 from finetunekit.core.training import fresh_metric
 
 DEFAULT_MEMORY_LIMIT = 1 << 30
-SHARD_BYTES = 64 << 20
+SHARD_BYTES = 256 << 20  # one descriptor each while read: 150 for a 38 GiB entry
 READ_BYTES = 16 << 20  # input read (and predicted) per step of the computation
-
-logger = logging.getLogger("finetunekit.feature_cache")
 
 
 class FeatureCache:
@@ -51,7 +48,7 @@ class FeatureCache:
         folder: Path or None. Where entries on disk go; None: :func:`default_folder`.
         disk_limit: int or None. Bytes the folder may hold before the least recently
             used entries are removed; None: :func:`default_disk_limit`.
-        shard_bytes: int. About how large each shard file is. Defaults to 64 MiB.
+        shard_bytes: int. About how large each shard file is. Defaults to 256 MiB.
 
     Attributes:
         computed: int. How many feature arrays were computed rather than found.
@@ -94,7 +91,8 @@ class FeatureCache:
 
     def features(self, run: Any, images: np.ndarray, batch_size: int) -> np.ndarray:
         """The frozen base's features of `images` (computed once per key), as one array
-        in memory. :meth:`examples` reads large ones from disk without that copy."""
+        in memory, even when the entry is on disk; :meth:`examples` reads large ones by
+        index without that copy."""
         found = self.examples(run, ArrayExamples(images, np.zeros(len(images), np.int8)),
                               batch_size)
         if isinstance(found, ArrayExamples):
@@ -108,8 +106,8 @@ class FeatureCache:
         once in index order, `batch_size` at a time through the base. Features within
         :attr:`memory_limit` come back as an :class:`ArrayExamples`; larger ones are
         written as shards and come back as
-        :class:`~finetunekit.core.feature_store.ShardedExamples`, whose reads gather rows
-        from memory-mapped files. The labels are `examples`' own.
+        :class:`~finetunekit.core.feature_store.ShardedExamples`, whose reads fetch just
+        the rows asked for from the files. The labels are `examples`' own.
 
         Args:
             run: the :class:`~finetunekit.core.training.Run` (its base frozen).
@@ -133,7 +131,7 @@ class FeatureCache:
         extractor = _extractor(run)
         shape = tuple(int(d) for d in extractor.output_shape[1:])
         nbytes = len(examples) * int(np.prod(shape)) * 4
-        chunks = _predicted(extractor, examples, batch_size)
+        chunks = _predicted(extractor, examples, batch_size, int(np.prod(shape)) * 4)
         self.computed += 1
         if nbytes <= self.memory_limit:
             features, start = np.empty((len(examples), *shape), np.float32), 0
@@ -145,8 +143,15 @@ class FeatureCache:
         info = {"backbone": run.recipe["backbone"]["name"],
                 "input_shape": list(expected), "precision": run.recipe["train"]["precision"],
                 "backend": keras.backend.backend(), "examples": type(examples).__name__}
-        feature_store.write_entry(folder, key, len(examples), shape, chunks, info,
-                                  self.shard_bytes)
+        try:
+            feature_store.write_entry(folder, key, len(examples), shape, chunks, info,
+                                      self.shard_bytes)
+        except OSError as exc:
+            raise PersistenceError(
+                f"The feature cache could not write {nbytes >> 20} MiB of features to "
+                f"{printable(folder)}: {type(exc).__name__}: {printable(exc.strerror or exc)}. "
+                "Set FINETUNEKIT_CACHE_DIR to a writable folder with room, or "
+                'train.feature_cache = "off".') from exc
         found = feature_store.open_entry(folder, key, examples.labels)
         if found is None:  # removed between the rename and the open: a very busy folder
             raise DataError(f"The feature cache entry {key} in {folder} was removed as "
@@ -164,11 +169,14 @@ class FeatureCache:
             total -= dropped.nbytes
 
 
-def _predicted(extractor: Any, examples: Examples, batch_size: int):
-    """The features of `examples`, batch by batch in index order. Images are read
-    (decoded) a chunk ahead in a thread while the base predicts; one batch's features at
-    a time are held, not a chunk's, since features can outweigh their images."""
-    row_bytes = max(1, examples.nbytes // max(len(examples), 1))
+def _predicted(extractor: Any, examples: Examples, batch_size: int, feature_bytes: int):
+    """The features of `examples`, chunk by chunk in index order. A chunk is about
+    :data:`READ_BYTES` of images or of features, whichever is larger (features can
+    outweigh their images), in whole batches; the next one is read (decoded) in a thread
+    while the base predicts the current one. ``predict`` rather than a loop of
+    ``predict_on_batch``: under a distribution strategy it splits the batches across the
+    replicas, where ``predict_on_batch`` would give each replica the whole batch."""
+    row_bytes = max(1, examples.nbytes // max(len(examples), 1), feature_bytes)
     step = max(1, READ_BYTES // row_bytes // batch_size) * batch_size
     starts = range(0, len(examples), step)
 
@@ -180,9 +188,8 @@ def _predicted(extractor: Any, examples: Examples, batch_size: int):
         for start in starts:
             images = pending.result()
             pending = pool.submit(read, start + step) if start + step < len(examples) else None
-            for first in range(0, len(images), batch_size):
-                yield np.asarray(extractor.predict_on_batch(images[first:first + batch_size]),
-                                 dtype=np.float32)
+            yield np.asarray(extractor.predict(images, batch_size=batch_size, verbose=0),
+                             dtype=np.float32)
 
 
 def _extractor(run: Any) -> Any:

@@ -163,20 +163,20 @@ class ShardedExamples(Examples):
         self._row_bytes = int(np.prod(self.shape)) * 4
         self._fds, self._offsets, self._arrays = [fd], [], []
         self._closer = weakref.finalize(self, _close, self._fds)
-        if len(labels) != self._rows:
-            self._closer()
-            raise ValueError(f"Feature cache entry {self.key} holds {self._rows} rows but "
-                             f"{len(labels)} labels were given.")
-        for name in manifest["shards"]:
-            if not hasattr(os, "preadv"):
-                self._arrays.append(np.load(path / name, mmap_mode="r"))
-                continue
-            with open(path / name, "rb") as file:
-                version = np.lib.format.read_magic(file)
-                (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                 else np.lib.format.read_array_header_2_0)(file)
-                self._offsets.append(file.tell())
-            self._fds.append(os.open(path / name, os.O_RDONLY | os.O_CLOEXEC))
+        try:
+            for name in manifest["shards"]:
+                if not hasattr(os, "preadv"):
+                    self._arrays.append(np.load(path / name, mmap_mode="r"))
+                    continue
+                with open(path / name, "rb") as file:
+                    version = np.lib.format.read_magic(file)
+                    (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                     else np.lib.format.read_array_header_2_0)(file)
+                    self._offsets.append(file.tell())
+                self._fds.append(os.open(path / name, os.O_RDONLY | os.O_CLOEXEC))
+        except (OSError, ValueError):
+            self._closer()  # the entry's lock too, so that it can be removed
+            raise
 
     def read(self, indices: np.ndarray) -> np.ndarray:
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
@@ -251,7 +251,16 @@ def open_entry(folder: Path, key: str, labels: np.ndarray) -> ShardedExamples | 
     if acquired is None:
         return None
     fd, manifest = acquired
-    return ShardedExamples(folder / key, manifest, labels, fd)
+    if len(labels) != manifest["rows"]:
+        os.close(fd)
+        raise ValueError(f"Feature cache entry {key} holds {manifest['rows']} rows but "
+                         f"{len(labels)} labels were given.")
+    try:
+        return ShardedExamples(folder / key, manifest, labels, fd)
+    except (OSError, ValueError) as exc:  # a shard missing or damaged
+        logger.warning("Feature cache entry %s is damaged (%s): recomputing.", key, exc)
+        remove(folder / key)
+        return None
 
 
 def _acquire(folder: Path, key: str) -> tuple[int, dict[str, Any]] | None:
