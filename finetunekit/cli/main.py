@@ -66,6 +66,7 @@ COMMAND_PLUGINS: tuple[str, ...] = (
     "finetunekit.demo.command",
     "finetunekit.bench.command",
     "finetunekit.results.command",
+    "finetunekit.cli.cache",
 )
 """Dotted module paths of the built-in command plugins, registered like any other plugin."""
 
