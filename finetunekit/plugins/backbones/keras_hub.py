@@ -45,7 +45,13 @@ from finetunekit.core.components import Backbone
 from finetunekit.core.errors import RecipeError, WeightsError, did_you_mean
 from finetunekit.core.manager import hookimpl
 from finetunekit.core.params import Param
-from finetunekit.plugins.backbones.download import DEFAULT_TIMEOUT, _socket_timeout, probe
+from finetunekit.plugins.backbones.download import (
+    DEFAULT_TIMEOUT,
+    HOST_VARIABLE,
+    _socket_timeout,
+    download_host,
+    probe,
+)
 from finetunekit.plugins.backbones.hub_families import (
     BLOCK_CLASSES,
     BLOCK_PATTERNS,
@@ -59,7 +65,8 @@ INSTALL = 'pip install "finetunekit[hub]"'
 """The command that installs keras-hub beside finetunekit."""
 
 HOSTS = {"kaggle": ("www.kaggle.com", 443), "hf": ("huggingface.co", 443)}
-"""Where a preset handle's scheme downloads from, probed before KerasHub downloads."""
+"""Where a preset handle's scheme downloads from, probed before KerasHub downloads
+(unless ``FINETUNEKIT_WEIGHTS_HOST`` names the proxy the download goes through)."""
 
 
 
@@ -169,6 +176,8 @@ def resolve_preset(keras_hub: Any, preset: str, timeout: float) -> str:
             f"backbone.preset={preset!r}.{did_you_mean(preset, list(known))} "
             "keras_hub.models.Backbone.presets lists the names.")
     host = HOSTS.get(handle.split("://", 1)[0])
+    if host is not None and os.environ.get(HOST_VARIABLE, "").strip():
+        host = download_host()  # the proxy, as for ImageNet weights
     if host is not None and not (handle.startswith("kaggle://") and _kagglehub_cached(handle)):
         reason = probe(host, timeout)
         if reason is not None:
