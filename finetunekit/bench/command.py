@@ -19,7 +19,8 @@ def _names(values) -> list[str]:
 
 @click.command()
 @click.option("--backbones", multiple=True, metavar="NAMES",
-              help="Backbones, comma-separated or repeated (default: vgg16, the seed's).")
+              help="Backbones, comma-separated or repeated (default: vgg16, the seed's); "
+                   "throughput also takes vit_ti16 and vit_b16 (KerasHub ViTs, random weights).")
 @click.option("--strategies", multiple=True, metavar="NAMES",
               help="Strategies (default: feature_extraction, partial, full for throughput; "
                    "every strategy for --accuracy).")

@@ -14,6 +14,14 @@ on the same synthetic images:
   ``trainable`` by hand (for ``partial`` on VGG16 that is the seed's ``layers[15:]``),
   ``RMSprop(2e-5)``, images fed as float32 / 255 as the seed's generator does.
 
+For a KerasHub ViT (:data:`HUB_MODELS`: ``vit_ti16``, ``vit_b16``, built offline from
+``keras_hub.models.ViTBackbone`` at the benchmark's image size, random weights, saved as a
+preset folder the recipe names) the head pools the class token on both sides, and the
+plain code is ``keras_hub.models.Backbone.from_preset(folder)`` with the same
+transformer blocks set ``trainable`` by hand, or for ``lora`` its own
+``enable_lora(4)`` (there is no seed code for a ViT). For the other strategies that train
+only some variables (``bitfit``, ``norm_only``) the plain code trains the whole layers.
+
 Both are timed the same way: one warm-up ``fit`` each (tracing, compiling) outside the
 timed region, then ``repeats`` timed ``fit`` calls of ``steps`` batches each, alternating
 between the two; the figure is the median images per second. Model building is never
@@ -38,6 +46,14 @@ PRECISIONS = CORE_KEYS["train"]["precision"].choices
 
 SEED_STRATEGIES = ("feature_extraction", "partial", "full")
 """The seed's three recipes: the default strategies of the throughput benchmark."""
+
+_VIT_B16 = dict(patch_size=16, num_layers=12, num_heads=12, hidden_dim=768, mlp_dim=3072)
+HUB_MODELS = {
+    "vit_ti16": dict(_VIT_B16, num_heads=3, hidden_dim=192, mlp_dim=768),
+    "vit_b16": _VIT_B16,
+}
+"""KerasHub ViTs ``--backbones`` also takes (ViT-Ti/16 and ViT-B/16 shapes, 5.5M and 86M
+parameters): ``keras_hub.models.ViTBackbone`` arguments but the image shape."""
 
 
 @dataclass(frozen=True)
@@ -76,15 +92,36 @@ def check_precision(precision: str) -> str:
     return precision
 
 
-def seed_recipe(config: Config):
-    """The seed's recipe (flatten, Dense 256, one sigmoid unit, RMSprop 2e-5) for `config`."""
+def hub_preset(config: Config, presets: dict[tuple[str, int], str], folder) -> str:
+    """The preset folder of `config`'s KerasHub ViT at its image size, saved under
+    `folder` on first use and remembered in `presets` (the caller's, for its own run)."""
+    from finetunekit.plugins.backbones.keras_hub import require_keras_hub
+
+    key = (config.backbone, config.image_size)
+    if key not in presets:
+        size = config.image_size
+        vit = require_keras_hub().models.ViTBackbone(image_shape=(size, size, 3),
+                                                     **HUB_MODELS[config.backbone])
+        path = f"{folder}/{config.backbone}-{size}px"
+        vit.save_to_preset(path)
+        presets[key] = path
+    return presets[key]
+
+
+def seed_recipe(config: Config, preset: str | None = None):
+    """The seed's recipe (flatten, Dense 256, one sigmoid unit, RMSprop 2e-5) for `config`;
+    for a KerasHub ViT (its `preset` folder) the head pools the class token."""
     from finetunekit.core.recipe import Recipe
 
     size = config.image_size
+    backbone: dict[str, Any] = {"name": config.backbone, "weights": "none",
+                                "input_shape": [size, size, 3]}
+    if preset is not None:
+        backbone.update(name="keras_hub", preset=preset)
     sections: dict[str, Any] = {
-        "backbone": {"name": config.backbone, "weights": "none", "input_shape": [size, size, 3]},
+        "backbone": backbone,
         "strategy": {"name": config.strategy},
-        "head": {"pooling": "flatten", "hidden": [256], "classes": 1},
+        "head": {"pooling": "cls" if preset else "flatten", "hidden": [256], "classes": 1},
         "optimizer": {"name": "rmsprop", "learning_rate": 2e-5},
         "data": {"batch_size": config.batch_size},
         "train": {"epochs": 4},  # room for multi-stage strategies; nothing trains for it
@@ -130,15 +167,50 @@ def time_fits(models: list[tuple[Any, np.ndarray]], y: np.ndarray, config: Confi
     return rates
 
 
-def build_finetunekit(engine, config: Config):
+def build_finetunekit(engine, config: Config, preset: str | None = None):
     """The engine's model for `config`, compiled for its last stage, and that stage."""
-    run = engine.build(seed_recipe(config))
+    run = engine.build(seed_recipe(config, preset))
     index = len(run.plan.stages) - 1  # the stage that trains the most of the base
     engine.compile_stage(run, index, steps_per_epoch=config.steps)
     return run.model, run.plan.stages[index]
 
 
-def build_baseline(config: Config, trainable: frozenset[str], *, uint8: bool = False):
+def _plain_base(config: Config, trainable: frozenset[str], preset: str | None):
+    import keras
+
+    if preset is not None:
+        import keras_hub
+
+        base = keras_hub.models.Backbone.from_preset(preset, load_weights=False)
+        # the layers finetunekit freezes are the ViT's blocks, nested in its encoder here:
+        # containers stay trainable, each block and the final LayerNorm as the stage says
+        for layer in base._flatten_layers(include_self=False, recursive=True):
+            layer.trainable = True
+        for layer in base._flatten_layers(include_self=False, recursive=True):
+            if layer.name in HUB_UNITS or layer.name.startswith("transformer_block_"):
+                layer.trainable = layer.name in trainable
+        if config.strategy == "lora":
+            # KerasHub's own LoRA (query and value projections), at the strategy's default
+            # rank, which seed_recipe keeps: the plain counterpart of finetunekit's
+            base.enable_lora(4)
+        return base, [keras.layers.Cropping1D((0, base.output_shape[1] - 1)),
+                      keras.layers.Flatten()]
+    from finetunekit.plugins.backbones.families import BACKBONES
+
+    constructor = next(row["constructor"] for row in BACKBONES if row["name"] == config.backbone)
+    base = getattr(keras.applications, constructor)(
+        weights=None, include_top=False, input_shape=(config.image_size, config.image_size, 3))
+    for layer in base.layers:
+        layer.trainable = layer.name in trainable
+    return base, [keras.layers.Flatten()]
+
+
+HUB_UNITS = ("vit_patching_and_embedding", "ln")
+"""The plain ViT's layers that are units of finetunekit's base beside the blocks."""
+
+
+def build_baseline(config: Config, trainable: frozenset[str], *, uint8: bool = False,
+                   preset: str | None = None):
     """The seed's hand-written model and compile, no finetunekit (see the module doc).
 
     With `uint8`, the same code as a careful Keras user would write it for speed: uint8
@@ -150,14 +222,8 @@ def build_baseline(config: Config, trainable: frozenset[str], *, uint8: bool = F
     """
     import keras
 
-    from finetunekit.plugins.backbones.families import BACKBONES
-
-    constructor = next(row["constructor"] for row in BACKBONES if row["name"] == config.backbone)
-    base = getattr(keras.applications, constructor)(
-        weights=None, include_top=False, input_shape=(config.image_size, config.image_size, 3))
-    for layer in base.layers:
-        layer.trainable = layer.name in trainable
-    head = [keras.layers.Flatten(), keras.layers.Dense(256, activation="relu"),
+    base, pooling = _plain_base(config, trainable, preset)
+    head = [*pooling, keras.layers.Dense(256, activation="relu"),
             keras.layers.Dense(1, activation="sigmoid")]
     if uint8:
         inputs = keras.Input((config.image_size, config.image_size, 3), dtype="uint8")
@@ -195,12 +261,14 @@ def device_name() -> str:
     return backend
 
 
-def measure(config: Config, engine=None) -> dict[str, Any]:
+def measure(config: Config, engine=None, preset: str | None = None) -> dict[str, Any]:
     """Time finetunekit and the plain baseline for `config`; one row of ``bench.json``.
 
     Args:
         config: the :class:`Config`.
         engine: :class:`~finetunekit.Engine` or None (a new one without entry points).
+        preset: str or None. For a KerasHub ViT (:data:`HUB_MODELS`), its preset folder
+            (:func:`hub_preset`).
 
     Returns:
         dict: the configuration, ``images_per_s``, ``baseline_images_per_s`` (the seed's
@@ -215,10 +283,10 @@ def measure(config: Config, engine=None) -> dict[str, Any]:
     check_precision(config.precision)
     engine = engine or Engine(entry_points=False)
     x, y = synthetic(config)
-    model, stage = build_finetunekit(engine, config)
+    model, stage = build_finetunekit(engine, config, preset)
     with precision_scope(config.precision):
-        baseline = build_baseline(config, stage.trainable)
-        fed_uint8 = build_baseline(config, stage.trainable, uint8=True)
+        baseline = build_baseline(config, stage.trainable, preset=preset)
+        fed_uint8 = build_baseline(config, stage.trainable, uint8=True, preset=preset)
     # the seed feeds float32 scaled on the host (its ImageDataGenerator's rescale=1/255)
     ours, theirs, plain_uint8 = time_fits(
         [(model, x), (baseline, x.astype("float32") / 255.0), (fed_uint8, x)], y, config)

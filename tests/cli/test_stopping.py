@@ -4,36 +4,14 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 from click.testing import CliRunner
 
 from finetunekit.cli import main
+from tests.helpers.recipes import write_recipe
 
 
 def _recipe(tmp_path, learning_rate=1e-3):
-    rng = np.random.default_rng(0)
-    np.savez(tmp_path / "train.npz", x=rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8),
-             y=np.arange(8) % 2)
-    path = tmp_path / "recipe.toml"
-    path.write_text(f"""
-[backbone]
-name = "vgg16"
-weights = "none"
-input_shape = [32, 32, 3]
-[head]
-classes = 1
-[optimizer]
-learning_rate = {learning_rate}
-[data]
-source = "arrays"
-train = "{tmp_path / 'train.npz'}"
-batch_size = 4
-[train]
-epochs = 4
-[save]
-path = "{tmp_path / 'run'}"
-""")
-    return str(path)
+    return str(write_recipe(tmp_path, "run", epochs=4, learning_rate=learning_rate))
 
 
 def test_run_prints_the_early_stop_and_the_run_folder_records_it(tmp_path):

@@ -7,6 +7,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from finetunekit.cli import main
+from tests.helpers.recipes import write_recipe
 
 
 def _folder(root):
@@ -25,22 +26,7 @@ def _invoke(*args):
 def test_strict_refuses_run_and_retrain_naming_the_bad_file(tmp_path):
     train = _folder(tmp_path / "train")
     out = tmp_path / "run"
-    recipe = tmp_path / "recipe.toml"
-    recipe.write_text(f"""
-[backbone]
-name = "vgg16"
-weights = "none"
-input_shape = [32, 32, 3]
-[head]
-classes = 1
-[data]
-train = "{train}"
-batch_size = 4
-[train]
-epochs = 1
-[save]
-path = "{out}"
-""")
+    recipe = write_recipe(tmp_path, "run", epochs=1, data=f'train = "{train}"\nbatch_size = 4')
     refused = _invoke("run", recipe, "--strict")
     assert refused.exit_code == 2, refused.output
     assert "data.strict = true refuses 1 unusable file" in refused.output
@@ -57,20 +43,7 @@ path = "{out}"
 
 
 def test_strict_is_refused_by_a_source_without_a_strict_key(tmp_path):
-    recipe = tmp_path / "recipe.toml"
-    recipe.write_text("""
-[backbone]
-name = "vgg16"
-weights = "none"
-input_shape = [32, 32, 3]
-[head]
-classes = 1
-[data]
-source = "arrays"
-train = "train.npz"
-[save]
-path = "run"
-""")
+    recipe = write_recipe(tmp_path)  # the arrays source
     refused = _invoke("run", recipe, "--strict")
     assert refused.exit_code == 2, refused.output
     assert "--strict: data source 'arrays' has no 'strict' key" in refused.output

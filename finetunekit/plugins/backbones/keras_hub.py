@@ -17,11 +17,13 @@ freeze (finetunekit freezes top-level layers):
   applies the preset's image converter (``scale`` and ``offset``), as EfficientNet
   normalises inside itself in keras.applications; a core Keras layer, so the saved
   model needs nothing from finetunekit;
-* a ViT's single encoder layer is unrolled into its transformer blocks
-  (``transformer_block_1`` ... and the final ``ln``), one block each;
+* a transformer's encoder is unrolled into its layers (ViT's ``transformer_block_1`` ...,
+  DINOv2's ``layers_0`` ...; CLIP, SigLIP and Swin keep theirs at the top level): one
+  block per transformer layer (a Swin or MiT stage), final LayerNorm with the last;
 * a CNN (ResNet, ...) keeps its flat layers, grouped into its stages (``stack0`` ...).
 
-Any other KerasHub image backbone keeps its own top-level layers, each a block of its own.
+:mod:`finetunekit.plugins.backbones.hub_families` holds what is known per family; any
+other KerasHub image backbone keeps its own top-level layers, each a block of its own.
 
 keras-hub is imported only when a recipe uses this backbone, so finetunekit works without
 it; the saved model needs keras-hub to load (its layers are KerasHub classes).
@@ -43,20 +45,29 @@ from finetunekit.core.components import Backbone
 from finetunekit.core.errors import RecipeError, WeightsError, did_you_mean
 from finetunekit.core.manager import hookimpl
 from finetunekit.core.params import Param
-from finetunekit.plugins.backbones.download import DEFAULT_TIMEOUT, _socket_timeout, probe
+from finetunekit.plugins.backbones.download import (
+    DEFAULT_TIMEOUT,
+    HOST_VARIABLE,
+    _socket_timeout,
+    download_host,
+    probe,
+)
+from finetunekit.plugins.backbones.hub_families import (
+    BLOCK_CLASSES,
+    BLOCK_PATTERNS,
+    feature_map,
+    unrolled,
+    vision_tower,
+)
 from finetunekit.plugins.strategies.freezing import group_blocks
 
 INSTALL = 'pip install "finetunekit[hub]"'
 """The command that installs keras-hub beside finetunekit."""
 
 HOSTS = {"kaggle": ("www.kaggle.com", 443), "hf": ("huggingface.co", 443)}
-"""Where a preset handle's scheme downloads from, probed before KerasHub downloads."""
+"""Where a preset handle's scheme downloads from, probed before KerasHub downloads
+(unless ``FINETUNEKIT_WEIGHTS_HOST`` names the proxy the download goes through)."""
 
-BLOCK_PATTERNS = (
-    r"^(transformer_block_\d+)$",  # ViT, unrolled: one block per transformer layer
-    r"^(stack\d+)_",               # ResNet: stack0_block0_1_conv ... one block per stage
-)
-"""Tried in order; the first that matches two top-level layers groups the base."""
 
 
 def require_keras_hub() -> Any:
@@ -165,6 +176,8 @@ def resolve_preset(keras_hub: Any, preset: str, timeout: float) -> str:
             f"backbone.preset={preset!r}.{did_you_mean(preset, list(known))} "
             "keras_hub.models.Backbone.presets lists the names.")
     host = HOSTS.get(handle.split("://", 1)[0])
+    if host is not None and os.environ.get(HOST_VARIABLE, "").strip():
+        host = download_host()  # the proxy, as for ImageNet weights
     if host is not None and not (handle.startswith("kaggle://") and _kagglehub_cached(handle)):
         reason = probe(host, timeout)
         if reason is not None:
@@ -199,20 +212,20 @@ def rescaling(converter: Any) -> keras.layers.Rescaling:
                                   0.0 if offset is None else offset, name="rescaling")
 
 
-def _is_vit_encoder(layer: Any) -> bool:
-    return all(hasattr(layer, attr) for attr in ("encoder_layers", "layer_norm", "dropout"))
-
-
 def as_base(hub: Any, input_shape: tuple[int, ...], converter: Any = None,
             name: str | None = None) -> keras.Model:
     """Rebuild a KerasHub backbone as a functional model finetunekit can freeze by parts.
 
-    The layers are the backbone's own (weights shared); a ViT encoder is unrolled into
-    its transformer blocks, then its final LayerNormalization.
+    The layers are the backbone's own (weights shared): its functional graph is run again
+    from a uint8 input and the converter's rescaling, with each encoder that hides its
+    transformer blocks (:data:`~finetunekit.plugins.backbones.hub_families.UNROLL`)
+    called block by block. A CLIP or SigLIP backbone gives its vision tower; a Swin's
+    tokens come out as their grid (:func:`~finetunekit.plugins.backbones.hub_families.feature_map`).
 
     Raises:
         RecipeError: the backbone takes a fixed input size other than `input_shape`.
     """
+    hub = vision_tower(hub)
     fixed = tuple(hub.input_shape[1:])
     if any(want is not None and want != got for want, got in zip(fixed, input_shape)):
         raise RecipeError(
@@ -221,26 +234,22 @@ def as_base(hub: Any, input_shape: tuple[int, ...], converter: Any = None,
             f"{list(input_shape)}. Set backbone.input_shape = {list(fixed)}.")
     images = keras.Input(shape=tuple(input_shape), dtype="uint8", name="images")
     x = rescaling(converter)(images)
-    encoder = next((layer for layer in hub.layers if _is_vit_encoder(layer)), None)
-    if encoder is not None:
-        for layer in hub.layers[1:hub.layers.index(encoder)]:
-            x = layer(x)
-        if encoder.dropout.rate:
-            x = encoder.dropout(x)
-        for block in encoder.encoder_layers:
-            x = block(x)
-        outputs = encoder.layer_norm(x)
-    else:
-        # Keras's clone_model does this, but only from an Input: reuse every operation
-        outputs = hub._run_through_graph(x, operation_fn=lambda operation: operation)
-    base = keras.Model(images, outputs, name=name or hub.name)
+    calls = unrolled(hub)
+    # Keras's clone_model does this, but only from an Input: reuse every operation
+    outputs = hub._run_through_graph(x, operation_fn=lambda op: calls.get(id(op), op))
+    base = keras.Model(images, feature_map(hub, outputs), name=name or hub.name)
     fix_layer_configs(base)
     return base
 
 
 def hub_blocks(base: Any) -> list[list[str]]:
-    """Top-level layers grouped by the first of :data:`BLOCK_PATTERNS` that fits."""
+    """Top-level layers grouped into blocks: each layer of a class in
+    :data:`~finetunekit.plugins.backbones.hub_families.BLOCK_CLASSES` starts one, else
+    the first of :data:`BLOCK_PATTERNS` that fits two layers groups them."""
     names = [layer.name for layer in base.layers]
+    starts = [layer.name for layer in base.layers if type(layer).__name__ in BLOCK_CLASSES]
+    if len(starts) >= 2:
+        return group_blocks(names, "^(" + "|".join(re.escape(n) for n in starts) + ")$")
     for pattern in BLOCK_PATTERNS:
         if sum(bool(re.match(pattern, name)) for name in names) >= 2:
             return group_blocks(names, pattern)

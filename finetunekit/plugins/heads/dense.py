@@ -1,9 +1,11 @@
 """The built-in head: pooling, optional hidden Dense layers, dropout, classifier.
 
-The base's features are a feature map ``(height, width, channels)`` (a CNN) or a token
-sequence ``(tokens, dim)`` (a ViT-family transformer). ``pooling = "auto"`` picks what
+The base's features are a feature map ``(height, width, channels)`` (a CNN), a token
+sequence ``(tokens, dim)`` (a ViT-family transformer) or a vector ``(dim,)`` (a base that
+pools itself, as SigLIP's attention-pooling head). ``pooling = "auto"`` picks what
 fits: global average pooling of a map; of tokens, the class token when the base puts
-``prefix_tokens`` (default 1) before the patch tokens, else the mean of the patch tokens.
+``prefix_tokens`` (default 1) before the patch tokens, else the mean of the patch tokens;
+a vector as it is.
 Every pooling is made of core Keras layers, so a saved head loads in plain Keras.
 """
 
@@ -46,6 +48,13 @@ def pooling_layers(feature_shape, pooling: str, prefix_tokens: int) -> list:
     Raises:
         RecipeError: the pooling does not fit the features' rank.
     """
+    if len(feature_shape) == 1:  # pooled already
+        if pooling in ("auto", "flatten"):
+            return []
+        raise RecipeError(
+            f"'head.pooling' = \"{pooling}\" does not fit this base, which outputs pooled "
+            f"features of shape {list(feature_shape)}: there is nothing left to pool. "
+            f"Received: head.pooling={pooling!r}. Use pooling = \"auto\".")
     tokens = len(feature_shape) == 2
     if pooling == "auto":
         pooling = ("cls" if prefix_tokens else "mean_tokens") if tokens else "avg"

@@ -36,8 +36,14 @@ from finetunekit.core.manager import hookimpl
 ADAPTERS = ("lora_kernel_a", "lora_kernel_b")
 """Names Keras gives the two adapter variables of a layer."""
 
-ATTENTION_TARGETS = frozenset({"query", "value", "query_dense", "value_dense"})
-"""Names of the nested layers adapted inside a composite layer (KerasHub's own targets)."""
+ATTENTION_TARGETS = frozenset({"query", "value", "query_dense", "value_dense", "attention_qkv"})
+"""Names of the nested layers adapted inside a composite layer: KerasHub's own targets
+(Keras's ``MultiHeadAttention`` names its projections ``query`` and ``value``), and a
+Swin's fused query-key-value projection, which has no separate query and value."""
+
+ATTENTION_ATTRIBUTES = ("q", "v")
+"""Attributes of an attention layer whose layers are adapted too, for attention layers
+whose projections have generic names (KerasHub's MiT: ``Dense`` layers ``dense_4``...)."""
 
 KEEPS_ADAPTERS = frozenset({"checkpoint"})
 """Formats saved as they are: they hold training state to resume, adapters included."""
@@ -62,11 +68,17 @@ def _sublayers(layer: Any) -> list[Any]:
 
 def adapter_targets(layer: Any) -> list[Any]:
     """The layers `layer` puts adapters on: itself if Keras can adapt it, else its nested
-    attention query and value projections."""
+    attention query and value projections (:data:`ATTENTION_TARGETS`,
+    :data:`ATTENTION_ATTRIBUTES`)."""
     if can_adapt(layer):
         return [layer]
-    return [inner for inner in _sublayers(layer)
-            if inner.name in ATTENTION_TARGETS and can_adapt(inner)]
+    inner_layers = _sublayers(layer)
+    by_attribute = {id(getattr(inner, attribute)) for inner in inner_layers
+                    for attribute in ATTENTION_ATTRIBUTES
+                    if isinstance(getattr(inner, attribute, None), keras.layers.Layer)}
+    return [inner for inner in inner_layers
+            if (inner.name in ATTENTION_TARGETS or id(inner) in by_attribute)
+            and can_adapt(inner)]
 
 
 def plan_lora(context: PlanContext, rank: int = 4, alpha: float | None = None,

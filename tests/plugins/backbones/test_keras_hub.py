@@ -1,8 +1,10 @@
-"""The ``keras_hub`` backbone on tiny presets built from the classes and saved to folders:
-a ViT (2 transformer layers, hidden 32, patch 8 at 32x32) and a ResNet (2 stages).
+"""The ``keras_hub`` backbone on tiny presets built from the classes and saved to folders
+(conftest.py): a ViT (2 transformer layers, hidden 32, patch 8 at 32x32) and a ResNet
+(2 stages).
 
 Every strategy passes :func:`finetunekit.testing.check_strategy` on both; a trained model
-saves and loads with identical predictions; without keras-hub the errors name the extra.
+saves and loads with identical predictions (a LoRA run, merged on export, and a
+feature-extraction run); without keras-hub the errors name the extra.
 """
 
 from __future__ import annotations
@@ -20,32 +22,20 @@ from finetunekit.testing import check_backbone, check_strategy, tiny_data, tiny_
 
 keras_hub = pytest.importorskip("keras_hub")
 
-from finetunekit.plugins.backbones import keras_hub as plugin  # noqa: E402
 
 EAGER = keras.backend.backend() == "tensorflow"
 
 
-@pytest.fixture(scope="module")
-def vit_preset(tmp_path_factory):
+@pytest.fixture
+def vit_preset(hub_preset):
     """A folder holding a tiny ViT and its image converter (scale to [-1, 1])."""
-    backbone = keras_hub.models.ViTBackbone(
-        image_shape=(32, 32, 3), patch_size=8, num_layers=2, num_heads=2, hidden_dim=32,
-        mlp_dim=64)
-    converter = keras_hub.layers.ViTImageConverter(image_size=(32, 32), scale=1 / 127.5,
-                                                   offset=-1.0)
-    folder = tmp_path_factory.mktemp("vit")
-    return plugin.from_backbone(backbone, folder, converter)["preset"]
+    return hub_preset("vit")
 
 
-@pytest.fixture(scope="module")
-def resnet_preset(tmp_path_factory):
+@pytest.fixture
+def resnet_preset(hub_preset):
     """A folder holding a tiny two-stage ResNet, without an image converter."""
-    backbone = keras_hub.models.ResNetBackbone(
-        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 16],
-        stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2], block_type="basic_block")
-    folder = tmp_path_factory.mktemp("resnet")
-    backbone.save_to_preset(str(folder))
-    return str(folder)
+    return hub_preset("resnet")
 
 
 def hub(preset, **keys):
@@ -134,20 +124,6 @@ def test_norm_only_trains_the_layer_norms_inside_the_blocks(engine, vit_preset):
     assert {p.split("/")[-2] for p in paths} == {"ln_1", "ln_2", "ln"}
 
 
-@pytest.mark.slow  # about 15 s each on two shared cores
-@pytest.mark.parametrize("strategy", ["partial", "lora"])
-def test_a_saved_model_reloads_with_identical_predictions(engine, vit_preset, tmp_path, strategy):
-    params = {"unfreeze_blocks": 1} if strategy == "partial" else {"rank": 2}
-    recipe = tiny_recipe(hub(vit_preset), {"name": strategy, **params}, classes=3,
-                         save={"path": str(tmp_path / "run")})
-    run = engine.run(recipe, data=tiny_data(classes=3))
-    path = engine.save_model(run.model, tmp_path / "model.keras", "keras", run=run)
-    loaded = Engine(entry_points=False).load_model(path)
-    x = tiny_data(classes=3).train[0]
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), run.model.predict(x, verbose=0),
-                               atol=1e-6)
-
-
 def test_mean_tokens_and_cls_pool_the_tokens(engine, vit_preset):
     for pooling, first in [("mean_tokens", "patch_tokens"), ("cls", "cls_token")]:
         run = engine.build(tiny_recipe(hub(vit_preset), head={"pooling": pooling}))
@@ -174,37 +150,37 @@ def test_a_preset_name_offline_fails_fast_with_the_copy_advice(engine, monkeypat
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
-    monkeypatch.setattr(plugin, "HOSTS", {"kaggle": listener.getsockname()})
+    host, port = listener.getsockname()
+    monkeypatch.setenv("FINETUNEKIT_WEIGHTS_HOST", f"{host}:{port}")
     monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path))
     with pytest.raises(WeightsError, match="copy the folder here"):
         engine.build(tiny_recipe(hub("vit_base_patch16_224_imagenet", download_timeout=2.0)))
     listener.close()
 
 
-@pytest.mark.slow  # over 15 s on two shared cores
-def test_without_keras_hub_the_errors_name_the_extra(vit_preset, tmp_path):
-    engine = Engine(entry_points=False)
+def test_without_keras_hub_building_names_the_extra(engine, vit_preset, monkeypatch):
+    monkeypatch.setitem(sys.modules, "keras_hub", None)  # as if not installed
+    with pytest.raises(RecipeError, match=r"needs the keras-hub package.*finetunekit\[hub\]"):
+        engine.build(tiny_recipe(hub(vit_preset)))
+
+
+@pytest.mark.slow  # a fresh Python process: over 15 s on two shared cores
+def test_without_keras_hub_loading_names_the_extra(engine, vit_preset, tmp_path):
+    # in a fresh process: here keras-hub's classes are registered with Keras already
     run = engine.build(tiny_recipe(hub(vit_preset)))
     path = engine.save_model(run.model, tmp_path / "model.keras", "keras")
     script = textwrap.dedent(f"""
         import sys
         sys.modules["keras_hub"] = None  # as if not installed
-        from finetunekit import Engine, PersistenceError, RecipeError
-        from finetunekit.testing import tiny_recipe
-        engine = Engine(entry_points=False)
+        from finetunekit import Engine, PersistenceError
         try:
-            engine.build(tiny_recipe({{"name": "keras_hub", "preset": {vit_preset!r}}}))
-        except RecipeError as exc:
-            print("BUILD:", exc)
-        try:
-            engine.load_model({str(path)!r})
+            Engine(entry_points=False).load_model({str(path)!r})
         except PersistenceError as exc:
             print("LOAD:", exc)
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=300).stdout
-    assert 'BUILD: Backbone \'keras_hub\' needs the keras-hub package' in out
-    assert out.count('pip install "finetunekit[hub]"') == 2, out
+    assert "LOAD:" in out and 'pip install "finetunekit[hub]"' in out, out
 
 
 @pytest.mark.slow  # over 15 s on two shared cores
@@ -212,7 +188,12 @@ def test_an_interrupted_lora_run_resumes_to_the_weights_of_an_uninterrupted_one(
     recipe = tiny_recipe(hub(vit_preset), {"name": "lora", "rank": 2}, epochs=2,
                          save={"path": str(tmp_path / "run"), "keep_checkpoints": 2})
     data = tiny_data(n=8)
-    whole = [np.array(w) for w in Engine(entry_points=False).run(recipe, data=data).model.weights]
+    run = Engine(entry_points=False).run(recipe, data=data)
+    whole = [np.array(w) for w in run.model.weights]
+    # the exported model (adapters merged into the kernels) predicts as the trained one
+    loaded = Engine(entry_points=False).load_model(tmp_path / "run" / "model.keras")
+    np.testing.assert_allclose(loaded.predict(data.train[0], verbose=0),
+                               run.model.predict(data.train[0], verbose=0), atol=1e-6)
     for later in sorted((tmp_path / "run" / "checkpoints").iterdir())[1:]:
         later.unlink()  # as if killed after the first epoch
     (tmp_path / "run" / "model.keras").unlink()
@@ -229,6 +210,10 @@ def test_a_saved_run_retrains_with_another_strategy(vit_preset, tmp_path):
                          save={"path": str(tmp_path / "first")})
     first = engine.run(recipe, data=tiny_data())
     trained_head = [np.array(w) for w in first.head.layer.weights]
+    loaded = Engine(entry_points=False).load_model(tmp_path / "first" / "model.keras")
+    x = tiny_data().train[0]
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), first.model.predict(x, verbose=0),
+                               atol=1e-6)
     again = engine.retrain(tmp_path / "first", data=tiny_data(), overrides=[
         "strategy.name=llrd", f"save.path={tmp_path / 'second'}"])
     assert len(again.history) == 1 and (tmp_path / "second" / "model.keras").is_file()

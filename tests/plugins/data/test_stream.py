@@ -106,3 +106,21 @@ def test_a_bad_in_memory_value_is_refused_naming_the_key(engine, tmp_path, value
     train = _folder(tmp_path / "train", per_class=1)
     with pytest.raises(RecipeError, match=r"data\.in_memory"):
         engine.load_data(_recipe(train, value))
+
+
+def test_the_feature_cache_leaves_out_a_file_that_fails_to_decode_and_reports_it_again(tmp_path):
+    train = _folder(tmp_path / "train", per_class=4)
+    _broken_body_jpeg(train / "dogs" / "broken.jpg")
+    engine = Engine(entry_points=False)
+    recipe = _recipe(train, False).with_overrides({"train.feature_cache": "auto"})
+    reports = []
+    for _ in range(2):  # the second run finds the features the first computed
+        data = engine.load_data(recipe)
+        run = engine.fit(engine.build(recipe), data)
+        assert len(run.history) == 2 and np.isfinite(run.history[-1]["loss"])
+        reports.append(data.report)
+    assert engine.feature_cache.computed == 1
+    for report in reports:
+        assert report["skipped"] == 1 and report["loaded"] == 8
+        assert [str(train / "dogs" / "broken.jpg")] == [
+            e for es in report["splits"]["train"]["skipped"].values() for e in es]

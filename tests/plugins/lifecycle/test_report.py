@@ -62,12 +62,12 @@ def test_a_run_without_folder_writes_nothing(tmp_path, monkeypatch):
     assert not list(tmp_path.iterdir())
 
 
-def test_plot_redraws_are_budgeted(two_stage_run, monkeypatch):
-    drawn = []
-    monkeypatch.setattr("finetunekit.results.plots.save_png", lambda f, p: drawn.append(p))
+def test_plot_redraws_are_budgeted(two_stage_run):
+    curves = two_stage_run.path / "curves.png"
+    curves.unlink()
     clock = two_stage_run.report_clock
     clock.drawn_at, clock.draw_seconds = float("inf"), 1.0  # just drawn, slowly
     report.write_report(two_stage_run, finished=False)
-    assert drawn == []
+    assert not curves.exists()  # not redrawn
     report.write_report(two_stage_run, finished=True)  # the end always redraws
-    assert len(drawn) == 1
+    assert curves.is_file()

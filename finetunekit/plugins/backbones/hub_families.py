@@ -1,0 +1,110 @@
+"""What the ``keras_hub`` backbone knows about each KerasHub image family.
+
+finetunekit freezes a base's top-level layers, so each family's transformer layers must
+be top-level layers of the base. This module says, per family:
+
+* which encoder layer hides its transformer blocks and how to call them one by one
+  (:data:`UNROLL`: ViT, DeiT, DINOv2; CLIP and SigLIP towers, Swin and MiT already keep
+  theirs at the top level);
+* which layer classes start a block (:data:`BLOCK_CLASSES`: a transformer layer, a Swin
+  stage, a MiT stage's patch embedding), and the name pattern of the others' stages
+  (:data:`BLOCK_PATTERNS`: ResNet);
+* which output is a grid of patch tokens without a class token (Swin), given back its
+  height and width so the head pools it as a CNN's feature map (:func:`feature_map`).
+
+Every family is checked in tests/plugins/backbones/test_hub_families.py on a tiny
+configuration built from its class. A family not named here keeps its own top-level
+layers, each a block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import keras
+
+
+def _unroll_vit(encoder: Any) -> Callable[[Any], Any]:
+    # ViTEncoder.call: dropout, the blocks, the final LayerNormalization
+    def call(x, **kwargs):
+        if encoder.dropout.rate:
+            x = encoder.dropout(x)
+        for block in encoder.encoder_layers:
+            x = block(x)
+        return encoder.layer_norm(x)
+    return call
+
+
+def _unroll_deit(encoder: Any) -> Callable[..., Any]:
+    # DeiTEncoder.call returns (tokens, hidden states, attention scores); the backbone
+    # uses the tokens only, and the other two are empty unless asked for. A block returns
+    # (tokens, None) unless asked for its scores, and a layer of a functional model must
+    # return tensors: ask, and drop them
+    def call(x, **kwargs):
+        for block in encoder.encoder_layers:
+            x, _ = block(x, return_attention_scores=True)
+        x = encoder.layer_norm(x)
+        return x, x, x
+    return call
+
+
+def _unroll_dinov2(encoder: Any) -> Callable[..., Any]:
+    # DINOV2Encoder.call returns (tokens, {"stage1": ..., ...}): keep the structure, the
+    # backbone's functional graph reads its outputs by position
+    def call(x, **kwargs):
+        stages = {}
+        for index, block in enumerate(encoder.layers, start=1):
+            x = block(x)
+            stages[f"stage{index}"] = x
+        return x, stages
+    return call
+
+
+UNROLL: dict[str, Callable[[Any], Callable[..., Any]]] = {
+    "ViTEncoder": _unroll_vit,
+    "DeiTEncoder": _unroll_deit,
+    "DINOV2Encoder": _unroll_dinov2,
+}
+"""Encoder class name -> a function of the encoder giving a call that runs its blocks
+one by one, each called as a layer of its own (so each becomes a top-level layer)."""
+
+BLOCK_CLASSES = frozenset({
+    "ViTEncoderBlock", "DeiTEncoderBlock", "DINOV2Layer", "CLIPEncoderLayer",
+    "SigLIPEncoderLayer",              # one block per transformer layer
+    "SwinTransformerStage",            # one per stage (its blocks, then patch merging)
+    "OverlappingPatchingAndEmbedding",  # MiT: a stage starts with its patch embedding
+})
+"""Layer classes each of which starts a block; the layers before the first form the stem,
+and a layer that is none of these (a final LayerNorm) joins the block before it."""
+
+BLOCK_PATTERNS = (
+    r"^(stack\d+)_",  # ResNet: stack0_block0_1_conv ... one block per stage
+)
+"""Name patterns for families whose blocks are flat layers; the first that matches two
+top-level layers groups the base."""
+
+
+def vision_tower(hub: Any) -> Any:
+    """The image encoder of a backbone that pairs one with a text encoder (CLIP, SigLIP,
+    MetaCLIP 2 presets); any other backbone as it is."""
+    tower = getattr(hub, "vision_encoder", None)
+    return tower if isinstance(tower, keras.Model) else hub
+
+
+def unrolled(hub: Any) -> dict[int, Callable[..., Any]]:
+    """For :meth:`keras.Model._run_through_graph`: each encoder operation of `hub` that
+    :data:`UNROLL` knows, by id, mapped to the call that unrolls it."""
+    return {id(layer): UNROLL[type(layer).__name__](layer) for layer in hub.layers
+            if type(layer).__name__ in UNROLL}
+
+
+def feature_map(hub: Any, outputs: Any) -> Any:
+    """A Swin backbone's final patch tokens ``(batch, h * w, dim)`` reshaped to the grid
+    ``(batch, h, w, dim)``: patch tokens without a class token, pooled as a CNN's map by
+    the head (``avg``). Other outputs are returned as they are."""
+    if type(hub).__name__ != "SwinTransformerBackbone":
+        return outputs
+    stride = hub.patch_size * 2 ** (len(hub.depths) - 1)  # each stage but the last halves
+    height, width = hub.image_shape[0] // stride, hub.image_shape[1] // stride
+    return keras.layers.Reshape((height, width, outputs.shape[-1]), name="feature_map")(outputs)
