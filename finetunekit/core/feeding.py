@@ -124,6 +124,8 @@ class _Batches(keras.utils.PyDataset):
         return len(self.feed)
 
     def __getitem__(self, index: int):
+        if not 0 <= index < len(self.feed):
+            raise IndexError(f"batch {index} of {len(self.feed)}")  # ends a for loop
         if self.threads == 1:
             return self.feed.read(index)
         with self._lock:
