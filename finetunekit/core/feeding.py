@@ -106,18 +106,52 @@ class Feed:
 
 
 class _Batches(keras.utils.PyDataset):
-    """A :class:`Feed` as a PyDataset: batch ``i`` is ``feed.read(i)``, read in threads."""
+    """A :class:`Feed` as a PyDataset: batch ``i`` is ``feed.read(i)``.
+
+    Keras's own workers (``workers > 1``) were found to change the batches a JAX run
+    trains on (weights differed from one worker's); the batches are read ahead here
+    instead, by a thread pool of the feed's own, and handed to Keras strictly by index.
+    """
 
     def __init__(self, feed: Feed, workers: int):
-        super().__init__(workers=workers, use_multiprocessing=False,
-                         max_queue_size=max(2, 2 * workers))
-        self.feed = feed
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.feed, self.threads = feed, max(1, workers)
+        self._pool: Any = None
+        self._pending: dict[int, Any] = {}
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.feed)
 
     def __getitem__(self, index: int):
-        return self.feed.read(index)
+        if not 0 <= index < len(self.feed):
+            raise IndexError(f"batch {index} of {len(self.feed)}")  # ends a for loop
+        if self.threads == 1:
+            return self.feed.read(index)
+        with self._lock:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="finetunekit-read")
+            for ahead in range(index, min(index + 2 * self.threads, len(self.feed))):
+                if ahead not in self._pending:
+                    self._pending[ahead] = self._pool.submit(self.feed.read, ahead)
+            future = self._pending.pop(index)
+        try:
+            return future.result()
+        finally:
+            if index == len(self.feed) - 1:
+                self.close()
+
+    def close(self) -> None:
+        """Stop the read-ahead threads (at the last batch, or when the epoch is left)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+            for future in self._pending.values():
+                future.cancel()
+            self._pending.clear()
+        if pool is not None:
+            pool.shutdown(wait=False)
 
 
 def _tf_dataset(feed: Feed, decode: Callable[[Any], Any]) -> Any:

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from finetunekit import DataError, Engine, RecipeError
-from finetunekit.core.feeding import as_feed
+from finetunekit.core.feeding import as_feed, keras_input
 from finetunekit.plugins.data.stream import FileExamples
 from finetunekit.testing import tiny_recipe
 
@@ -58,9 +58,15 @@ def test_a_streamed_run_trains_the_same_batches_as_in_memory(tmp_path):
     for a, b in zip(*(f.arrays() for f in feeds)):  # same order, same pixels
         np.testing.assert_array_equal(a, b)
 
+    streamed_batches = [np.asarray(y) for _, y in keras_input(feeds[0])]  # tf.data on TF
+    assert [list(y) for y in streamed_batches] == [list(b[1]) for b in map(feeds[1].read, range(3))]
+
     runs = [Engine(entry_points=False).run(_recipe(train, m), save=False) for m in (False, True)]
-    for a, b in zip(*map(_weights, runs)):  # the same batches, bit for bit
-        np.testing.assert_array_equal(a, b)
+    for a, b in zip(*map(_weights, runs)):  # the same batches: bit for bit under JAX (one
+        # pipeline kind); tf.data against Python-fed arrays on TensorFlow was seen to
+        # differ by up to 1.2e-4 after other tests ran in the process (a batch in another
+        # order gives about 3e-3)
+        np.testing.assert_allclose(a, b, rtol=0, atol=0 if keras.backend.backend() == "jax" else 5e-4)
 
 
 def test_a_file_that_fails_to_decode_is_skipped_and_reported_or_refused(tmp_path, caplog):
