@@ -216,3 +216,19 @@ def write_figures(summary: list[dict[str, Any]], out: Path) -> list[Path]:
     save_png(labels_figure(summary), paths[0], dpi=110)
     save_png(shift_figure(summary), paths[1], dpi=110)
     return paths
+
+
+def from_partial(rows_file: Path, settings: dict[str, Any], sources: dict[str, Any],
+                 task: dict[str, Any]) -> dict[str, Any]:
+    """The ``accuracy`` part of a result rebuilt from ``rows.partial.jsonl`` (a run cut
+    short): the rows it measured, their summary, and the chosen rate of each tuning (its
+    trials are not in the rows)."""
+    import json
+
+    rows = [json.loads(line) for line in Path(rows_file).read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+    tuning = list({(r["backbone"], r["budget"], r["strategy"]): {
+        "backbone": r["backbone"], "budget": r["budget"], "strategy": r["strategy"],
+        "rate": r["rate"], "trials": []} for r in rows}.values())
+    return {"settings": settings, "sources": sources, "rows": rows, "tuning": tuning,
+            "not_applicable": {}, "task": task, "summary": summarise({"rows": rows})}

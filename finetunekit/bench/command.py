@@ -42,7 +42,7 @@ def _names(values) -> list[str]:
                    "(default 5,10,50,all; --quick 10).")
 @click.option("--rates", default=None, metavar="R,R,...",
               help="--accuracy: the learning-rate grid every strategy is tuned over "
-                   "(default 1e-4,1e-3,1e-2; --quick 1e-4,1e-3).")
+                   "(default 1e-4,1e-3,1e-2; --quick 1e-4,1e-2).")
 @click.option("--severity", type=click.IntRange(1, 5), default=None,
               help="--accuracy: severity of the OOD corruptions (default 3).")
 @click.option("--cache", type=click.Path(file_okay=False), default=None,
