@@ -77,6 +77,8 @@ def _versus(part: dict[str, Any]) -> str:
     paired = part.get("paired")
     if paired is None:
         return "best"
+    if paired["low"] is None:
+        return f"no interval ({paired['n']} paired seed)"
     ci = f"Δ {paired['mean_difference']:+.3f} [{paired['low']:+.3f}, {paired['high']:+.3f}]"
     sign = f"sign {paired['wins']}-{paired['losses']}, p={paired['sign_p']:.2f}"
     verdict = f"**loses to {part['best']}**" if part["loses"] else f"tie with {part['best']}"

@@ -46,22 +46,23 @@ class Paired:
         return self.low > 0 or self.high < 0
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data, rounded for bench.json."""
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        """Plain data, rounded for bench.json (no interval: None)."""
+        return {k: ((round(v, 4) if math.isfinite(v) else None) if isinstance(v, float) else v)
+                for k, v in asdict(self).items()}
 
 
 def t_interval(differences: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
     """Two-sided t-interval of the mean of `differences` (n - 1 degrees of freedom).
 
-    With fewer than 2 values, or all equal, the interval is the mean itself (no spread
-    observed; with one value that says nothing, and callers need 2+ seeds).
+    With fewer than 2 values there is no interval: ``(nan, nan)``, which excludes
+    nothing. All values equal: the mean itself (no spread observed).
     """
     from scipy.stats import t
 
     n = len(differences)
     mean = statistics.fmean(differences)
     if n < 2:
-        return mean, mean
+        return math.nan, math.nan
     half = t.ppf(0.5 + confidence / 2, n - 1) * statistics.stdev(differences) / math.sqrt(n)
     return float(mean - half), float(mean + half)
 
@@ -115,5 +116,5 @@ def against_best(scores: dict[str, dict[int, float]]) -> dict[str, dict[str, Any
             continue
         comparison = paired(scores[best], own)
         out[name] = {"best": best, "paired": comparison.to_dict(),
-                     "loses": bool(comparison.low > 0)}
+                     "loses": bool(comparison.low > 0)}  # False for nan: one seed
     return out

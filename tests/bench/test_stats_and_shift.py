@@ -37,6 +37,12 @@ def test_a_strategy_loses_only_when_the_paired_interval_excludes_zero():
     assert low < 0 < high
 
 
+def test_one_paired_seed_gives_no_interval_and_no_loss():
+    verdict = stats.against_best({"a": {0: 0.9, 1: 0.9}, "b": {0: 0.5}})
+    assert verdict["b"]["loses"] is False
+    assert verdict["b"]["paired"]["low"] is None and verdict["b"]["paired"]["n"] == 1
+
+
 def test_pairing_uses_the_seeds_both_sides_ran():
     compared = stats.paired({0: 0.9, 1: 0.8, 2: 0.7}, {1: 0.5, 2: 0.6, 3: 0.1})
     assert compared.n == 2 and compared.mean_difference == pytest.approx(0.2)
