@@ -1,41 +1,57 @@
-"""Accuracy per strategy on a real transfer task, over seeds, on equal terms.
+"""Accuracy per strategy on a real transfer task: tuned on equal terms, in and out of
+distribution, over label budgets and paired seeds (docs/benchmarks.md).
 
-The task is the demo's (:mod:`finetunekit.demo.task`): real pretrained weights made offline by
-training a backbone from random weights on scikit-learn's digits 0-4 (the source), then
-learning the digits 5-9 from a few labels per digit. The source is trained once and
-stays fixed, as ImageNet weights would; each seed changes the target's train/validation
-split, the new head's initialisation and the batch order. Every strategy gets the same
-data, the same ``train.epochs`` (multi-stage strategies split them), batch size and
-seeds, with its default keys. The learning rate is the demo's head rate (1e-2) for a
-strategy that keeps the pretrained weights essentially frozen (it trains under
-:data:`FEW_PARAMETERS` of the base in every stage: ``feature_extraction``, ``bitfit``,
-``lora``, ``norm_only``), and the demo's base rate (1e-4) for the others, which update
-pretrained weights. The rule reads the plan, not the name, so a third-party strategy is
-treated the same way. A ``full`` run from random weights is the no-transfer baseline.
+The task is the demo's: each backbone is pretrained from random weights on
+scikit-learn's digits 0-4 (:mod:`.sources`, cached), then learns the digits 5-9.
 
-With ``weights`` (``"imagenet"`` or a weights file) no source is trained; with ``data``
-(a folder holding ``train/`` and ``validation/``, one sub-folder per class) the runs
-train on it instead of the digits 5-9.
+The protocol, for each backbone, label budget and strategy (the no-transfer baseline,
+``full`` from random weights, is one more strategy):
+
+1. **Splits.** A test set of ``test_per_class`` images per digit is set aside once,
+   with a fixed seed; everything else is the *pool*. A seed draws ``n`` labelled images
+   per digit from the pool (the budgets are nested: a seed's 5 are among its 10). The
+   test set is never trained on, tuned on or drawn from.
+2. **Tuning, the same budget for every strategy.** On a separate draw of ``n`` labels
+   per digit (seed ``tune_seed``), ``holdout`` of them per digit are held out; the
+   strategy trains on the rest once per rate of the grid ``rates``, and the rate with
+   the best held-out accuracy (ties: lower held-out loss) is chosen. Only the rate is
+   tuned: finetunekit's strategies declare no tunable keys, so every other key keeps
+   the benchmark's value.
+3. **Runs.** For each seed, the strategy trains on the seed's ``n`` labels at the
+   chosen rate and is scored on the test set (ID) and on its shifted copy
+   (:func:`.shift.shifted`: noise, blur, rotation, contrast, inversion at
+   ``severity``; OOD). Runs are paired by seed: the same labels, head initialisation
+   (``train.seed``) and batch order for every strategy.
+
+Training length is set in optimizer steps, not epochs, so a budget of 5 labels is not
+4 steps long: ``epochs = max(min_epochs, ceil(min_steps / steps per epoch))``.
+``two_stage`` probes for half of them (LP-FT), ``partial`` trains the last block.
 """
 
 from __future__ import annotations
 
-import statistics
-import tempfile
+import math
 import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from finetunekit.bench.throughput import SEED_STRATEGIES
-from finetunekit.core.errors import DataError, RecipeError
-from finetunekit.demo.task import FULL, DemoSettings, Variant, target_recipe, train_source
+import numpy as np
 
-FEW_PARAMETERS = 0.05
-"""Share of the base's parameters below which a strategy trains at the head rate."""
+from finetunekit.bench import shift
+from finetunekit.bench.sources import Source, SourceSettings, given, pretrained
+from finetunekit.core.errors import DataError, NonFiniteLossError, RecipeError
+from finetunekit.demo.task import TARGET_CLASSES
 
 RANDOM = "full_random"
 """Row label of the no-transfer baseline: the ``full`` recipe from random weights."""
+
+TEST_SEED = 12345
+"""Seeds the one test split of the digits 5-9 (fixed for every seed and strategy)."""
+
+BACKBONES = ("vgg16", "vit_tiny")
+"""The accuracy benchmark's default backbones: a CNN and a transformer."""
 
 
 @dataclass(frozen=True)
@@ -43,186 +59,337 @@ class AccuracySettings:
     """What the accuracy benchmark trains.
 
     Args:
-        strategies: tuple of str. Strategy names, in table order.
-        seeds: tuple of int. ``train.seed`` of each repeat (at least 3 for a std).
-        demo: :class:`~finetunekit.demo.DemoSettings`. Backbone, sizes, epochs and rates
-            (its ``seed`` is the source run's).
-        weights: str or None. ``"imagenet"`` or a weights file: skip the source run.
-        data: str or None. A folder with ``train/`` and ``validation/`` class folders.
+        strategies: tuple of str. Strategy names, in table order (``full_random`` is
+            added as the baseline).
+        backbones: tuple of str. ``vgg16``, ``vit_tiny`` or other catalogue backbones.
+        seeds: tuple of int. Paired seeds (5 or more for the intervals to mean much).
+        budgets: tuple of int or None. Labelled images per class; None: the whole pool.
+        rates: tuple of float. The learning-rate grid every strategy is tuned over.
+        test_per_class: int. Test images per class (the fixed ID test set).
+        holdout: float. Share of the tuning draw's labels held out (at least 1 per class).
+        min_steps: int. Optimizer steps a run takes at least.
+        min_epochs: int. Epochs a run takes at least.
+        batch_size: int. Batch size of every run.
+        severity: int. Severity of the OOD corruptions, 1 to 5.
+        tune_seed: int. Seed of the tuning draw and its runs.
+        image_size: int. Input height and width.
+        weights: str or None. ``"imagenet"`` or a weights file: no source run.
+        data: str or None. A folder with ``train/`` (the pool) and ``validation/`` (the
+            test set) class folders instead of the digits 5-9.
+        cache: str or None. Folder of the cached sources (None: the default).
+        sources: dict or None. :class:`~finetunekit.bench.sources.SourceSettings` per
+            backbone, instead of :data:`~finetunekit.bench.sources.SOURCES`'.
     """
 
     strategies: tuple[str, ...]
-    seeds: tuple[int, ...] = (0, 1, 2)
-    demo: DemoSettings = field(default_factory=lambda: FULL)
+    backbones: tuple[str, ...] = BACKBONES
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    budgets: tuple[int | None, ...] = (5, 10, 50, None)
+    rates: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
+    test_per_class: int = 40
+    holdout: float = 0.2
+    min_steps: int = 60
+    min_epochs: int = 4
+    batch_size: int = 8
+    severity: int = 3
+    tune_seed: int = 1000
+    image_size: int = 32
     weights: str | None = None
     data: str | None = None
+    cache: str | None = None
+    sources: dict[str, SourceSettings] | None = None
 
 
-def strategy_section(name: str, demo: DemoSettings) -> dict[str, Any]:
-    """The ``[strategy]`` section of a strategy: its defaults, and the demo's block for
-    ``partial`` (which has no default block)."""
+QUICK = dict(strategies=("feature_extraction", "full"), backbones=("vgg16",), seeds=(0, 1),
+             budgets=(10,), rates=(1e-4, 1e-2), test_per_class=30, min_steps=40)
+"""``--quick``: one backbone, two strategies and the baseline, 10 labels per class, two
+seeds, a two-rate grid, 40 steps a run (6 epochs of 50 images: the old quick mode's 2
+epochs of 25 images, 8 steps at 1e-4, left every strategy at chance)."""
+
+
+# -------------------------------------------------------------------------
+# the task: a fixed test set, a pool, labels drawn per seed
+# -------------------------------------------------------------------------
+
+
+@dataclass
+class Task:
+    """The target task's images.
+
+    Attributes:
+        images: (n, h, w, 3) uint8. Every image of the target task.
+        labels: (n,) int32, from 0.
+        class_names: list of str.
+        test: int array. Indices of the test set (ID), never trained or tuned on.
+        pool: int array. Indices training and tuning draw labels from.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+    test: np.ndarray
+    pool: np.ndarray = field(repr=False)
+
+
+def digits_task(size: int, test_per_class: int) -> Task:
+    """The digits 5-9 (relabelled 0-4): ``test_per_class`` per digit set aside, with
+    :data:`TEST_SEED`; the rest is the pool."""
+    from finetunekit.plugins.data.digits import digits_images
+
+    x, y = digits_images((size, size))
+    keep = np.flatnonzero(np.isin(y, TARGET_CLASSES))
+    labels = np.searchsorted(TARGET_CLASSES, y[keep]).astype(np.int32)
+    return split_task(x[keep], labels, [str(d) for d in TARGET_CLASSES], test_per_class)
+
+
+def split_task(images: np.ndarray, labels: np.ndarray, class_names: list[str],
+               test_per_class: int) -> Task:
+    """Set ``test_per_class`` images of each class aside (shuffled, :data:`TEST_SEED`)."""
+    rng = np.random.default_rng(TEST_SEED)
+    test, pool = [], []
+    for k in range(len(class_names)):
+        idx = rng.permutation(np.flatnonzero(labels == k))
+        if len(idx) <= test_per_class + 1:
+            raise DataError(
+                f"Class '{class_names[k]}' has {len(idx)} images: too few for a test set of "
+                f"{test_per_class} and labels to train on. Lower test_per_class.")
+        test.append(idx[:test_per_class])
+        pool.append(idx[test_per_class:])
+    return Task(images, labels, class_names, rng.permutation(np.concatenate(test)),
+                np.sort(np.concatenate(pool)))
+
+
+def user_task(engine, folder: str, size: int) -> Task:
+    """``--data``: its ``train/`` is the pool, its ``validation/`` the test set."""
+    from finetunekit.core.recipe import Recipe
+
+    root = Path(folder)
+    if not (root / "train").is_dir() or not (root / "validation").is_dir():
+        raise DataError(
+            f"--data must be a folder holding 'train/' and 'validation/', each with one "
+            f"sub-folder of images per class. Received: '{root}'.")
+    data = engine.load_data(Recipe.from_dict({
+        "backbone": {"name": "vgg16", "weights": "none", "input_shape": [size, size, 3]},
+        "head": {"classes": 2},
+        "data": {"source": "folder", "train": str(root / "train"),
+                 "validation": str(root / "validation")}}))
+    (tx, ty), (vx, vy) = data.train, data.validation
+    images = np.concatenate([tx, vx])
+    labels = np.concatenate([ty, vy]).astype(np.int32)
+    return Task(images, labels, list(data.class_names), np.arange(len(tx), len(images)),
+                np.arange(len(tx)))
+
+
+def draw(task: Task, per_class: int | None, seed: int) -> np.ndarray:
+    """``per_class`` pool indices per class (None: all), by `seed`; nested across budgets
+    (the order per class depends on the seed alone)."""
+    rng = np.random.default_rng([seed, 7])
+    picked = []
+    for k in range(len(task.class_names)):
+        own = rng.permutation(task.pool[task.labels[task.pool] == k])
+        if per_class is not None and per_class > len(own):
+            raise DataError(
+                f"A budget of {per_class} labels per class needs that many images of class "
+                f"'{task.class_names[k]}' in the pool, which has {len(own)}. Lower the budget.")
+        picked.append(own if per_class is None else own[:per_class])
+    return np.concatenate(picked)
+
+
+def tuning_split(task: Task, indices: np.ndarray, holdout: float) -> tuple[np.ndarray, np.ndarray]:
+    """Split drawn labels into (fit, held out): the last ``holdout`` share of each class
+    (at least one image per class, at least one left to fit)."""
+    fit, held = [], []
+    for k in range(len(task.class_names)):
+        own = indices[task.labels[indices] == k]
+        out = max(1, round(len(own) * holdout))
+        if out >= len(own):
+            raise DataError(
+                f"Tuning holds out {out} of {len(own)} labels of class "
+                f"'{task.class_names[k]}' and needs one left to train on: a budget needs at "
+                "least 2 labels per class.")
+        fit.append(own[:-out])
+        held.append(own[-out:])
+    return np.concatenate(fit), np.concatenate(held)
+
+
+def epochs_for(settings: AccuracySettings, images: int) -> int:
+    """Epochs of a run on `images` training images: enough for ``min_steps`` steps."""
+    steps = max(1, math.ceil(images / settings.batch_size))
+    return max(settings.min_epochs, math.ceil(settings.min_steps / steps))
+
+
+# -------------------------------------------------------------------------
+# one run
+# -------------------------------------------------------------------------
+
+
+def strategy_section(name: str, epochs: int) -> dict[str, Any]:
+    """The ``[strategy]`` of a strategy in the benchmark: its defaults, ``partial``'s
+    last block, ``two_stage`` probing for half the epochs (LP-FT's linear probe)."""
+    if name == RANDOM:
+        return {"name": "full"}
     if name == "partial":
-        return {"name": name, "unfreeze_blocks": demo.unfreeze_blocks}
+        return {"name": name, "unfreeze_blocks": 1}
+    if name == "two_stage":
+        return {"name": name, "probe_epochs": max(1, epochs // 2)}
     return {"name": name}
 
 
-def user_data_section(folder: str) -> tuple[dict[str, Any], int]:
-    """``[data]`` for a user's folder with ``train/`` and ``validation/``, and its classes."""
-    root = Path(folder)
-    train, validation = root / "train", root / "validation"
-    if not train.is_dir() or not validation.is_dir():
-        raise DataError(
-            f"--data must be a folder holding 'train/' and 'validation/', each with one "
-            f"sub-folder of images per class. Received: '{root}'."
-        )
-    classes = sorted(p.name for p in train.iterdir() if p.is_dir())
-    return {"source": "folder", "train": str(train), "validation": str(validation)}, len(classes)
-
-
-def recipe_for(settings: AccuracySettings, demo: DemoSettings, variant: Variant,
-               weights: str, path: Path, *, head_rate: bool = False):
-    """The demo's target recipe for `variant`, on the user's data if one was given;
-    at the demo's head learning rate if `head_rate`."""
-    recipe = target_recipe(demo, variant, Path(weights), path)
-    if head_rate:
-        recipe = recipe.with_overrides({"optimizer.learning_rate": demo.head_learning_rate})
-    if settings.data is None:
-        return recipe
+def recipe_for(source: Source, strategy: str, rate: float, epochs: int, seed: int,
+               settings: AccuracySettings, classes: int):
+    """The recipe of one run (transferred weights, except for the baseline)."""
     from finetunekit.core.recipe import Recipe
 
-    data, classes = user_data_section(settings.data)
-    sections = recipe.to_dict()
-    sections["data"] = {**data, "batch_size": demo.batch_size}
-    sections["head"] = {**sections["head"], "classes": classes}
-    return Recipe.from_dict(sections)
+    weights = "none" if strategy == RANDOM else source.weights
+    return Recipe.from_dict({
+        "backbone": {**source.section, "weights": weights},
+        "strategy": strategy_section(strategy, epochs),
+        "head": {"classes": classes},
+        "optimizer": {"name": "adam", "learning_rate": rate},
+        "data": {"source": "digits", "batch_size": settings.batch_size},  # data is given
+        "train": {"epochs": epochs, "seed": seed},
+    })
 
 
-def run_accuracy(settings: AccuracySettings, engine=None, *, log=print) -> list[dict[str, Any]]:
-    """Train every strategy and the random-weights baseline for every seed.
+def score(model, images: np.ndarray, labels: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """Accuracy, mean cross-entropy and per-image correctness of `model` on the images."""
+    probs = np.asarray(model.predict(images, batch_size=64, verbose=0), dtype=np.float64)
+    correct = np.argmax(np.nan_to_num(probs, nan=-1.0), axis=1) == labels
+    picked = np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0)
+    loss = float(-np.mean(np.log(np.nan_to_num(picked, nan=1e-12))))
+    return float(correct.mean()), loss, correct
+
+
+def train(engine, source: Source, strategy: str, rate: float, seed: int, task: Task,
+          indices: np.ndarray, settings: AccuracySettings):
+    """Train one run on the task's images at `indices`; the run, or None if it diverged."""
+    from finetunekit.core.components import Data
+
+    epochs = epochs_for(settings, len(indices))
+    recipe = recipe_for(source, strategy, rate, epochs, seed, settings, len(task.class_names))
+    data = Data(train=(task.images[indices], task.labels[indices]), validation=None,
+                class_names=task.class_names)
+    try:
+        return engine.run(recipe, data=data, save=False), epochs
+    except NonFiniteLossError:
+        return None, epochs
+
+
+# -------------------------------------------------------------------------
+# the benchmark
+# -------------------------------------------------------------------------
+
+
+def applicable(engine, source: Source, strategy: str, settings: AccuracySettings,
+               classes: int) -> str | None:
+    """None if the strategy plans on the backbone, else the reason it does not."""
+    try:
+        engine.build(recipe_for(source, strategy, 1e-3, 4, 0, settings, classes))
+    except RecipeError as exc:
+        return str(exc)
+    return None
+
+
+def tune(engine, source: Source, strategy: str, budget: int | None, task: Task,
+         settings: AccuracySettings, log) -> dict[str, Any]:
+    """Try every rate of the grid on the tuning draw; the chosen one and every trial."""
+    fit, held = tuning_split(task, draw(task, budget, settings.tune_seed), settings.holdout)
+    trials = []
+    for rate in settings.rates:
+        run, _ = train(engine, source, strategy, rate, settings.tune_seed, task, fit, settings)
+        accuracy, loss = (score(run.model, task.images[held], task.labels[held])[:2]
+                          if run is not None else (float("-inf"), float("inf")))
+        trials.append({"rate": rate, "held_out_accuracy": accuracy, "held_out_loss": loss,
+                       "diverged": run is None})
+    best = max(trials, key=lambda t: (t["held_out_accuracy"], -t["held_out_loss"]))
+    log(f"  tuned {strategy}: rate {best['rate']:g} ("
+        + ", ".join(f"{t['rate']:g}: {t['held_out_accuracy']:.2f}" for t in trials)
+        + f"; {len(fit)} fit, {len(held)} held out)")
+    return {"rate": best["rate"], "trials": trials, "fit": len(fit), "held_out": len(held)}
+
+
+def run_accuracy(settings: AccuracySettings, engine=None, *, log: Callable[[str], Any] = print,
+                 on_row: Callable[[dict[str, Any]], Any] | None = None) -> dict[str, Any]:
+    """Run the benchmark (the module docstring says how).
 
     Args:
         settings: :class:`AccuracySettings`.
         engine: :class:`~finetunekit.Engine` or None (a new one).
         log: callable taking a line of progress text.
+        on_row: callable or None. Called with every row as soon as it is measured.
 
     Returns:
-        list of dict: one row per (strategy, seed): ``strategy``, ``weights``, ``seed``,
-        ``val_accuracy``, ``seconds``, ``trainable_params``. Before them, a row with
-        ``not_applicable`` (the reason) for each strategy that cannot plan on the
-        backbone, then the source run's (if one was trained), ``strategy = "source"``.
+        dict: ``sources`` (per backbone), ``rows`` (one per backbone, budget, strategy
+        and seed: ``id_accuracy``, ``ood_accuracy``, ``ood_by_corruption``, ``rate``,
+        ``epochs``, ``seconds``, ``trainable_params``, ``diverged``), ``tuning`` (per
+        backbone, budget and strategy) and ``not_applicable`` (strategy: reason).
     """
     from finetunekit.core.engine import Engine
-    from finetunekit.plugins.strategies.freezing import trainable_param_count
+    from finetunekit.core.stages import trainable_param_count
 
     engine = engine or Engine()
+    on_row = on_row or (lambda row: None)
     for name in settings.strategies:
         engine.catalogue.get("strategy", name, key="--strategies")
-    rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="finetunekit-bench-") as tmp:
-        runs = [Variant(n, strategy_section(n, settings.demo), True) for n in settings.strategies]
-        runs.append(Variant(RANDOM, {"name": "full"}, False))
-        # before anything trains: the baseline's recipe must build (backbone, input
-        # size, --data); a strategy that then fails to plan gets a "not applicable" row
-        engine.build(recipe_for(settings, settings.demo, runs[-1], "none", Path(tmp) / "check"))
-        shares = {v.name: _base_share(engine, settings, v, Path(tmp), rows, log) for v in runs}
-        runs = [v for v in runs if shares[v.name] is not None]
-        weights = settings.weights
-        if weights is None:
-            started = time.perf_counter()
-            source, path = train_source(engine, settings.demo, Path(tmp))
-            weights = str(path)
-            rows.append({"strategy": "source", "weights": "random", "seed": settings.demo.seed,
-                         "val_accuracy": source.history[-1].get("val_accuracy"),
-                         "seconds": round(time.perf_counter() - started, 2),
-                         "trainable_params": trainable_param_count(source.model)})
-            log(f"source (digits 0-4): val accuracy {rows[-1]['val_accuracy']:.3f}")
-        for seed in settings.seeds:
-            demo = replace(settings.demo, seed=seed)
-            recipes = [recipe_for(settings, demo, v, weights, Path(tmp) / v.name,
-                                  head_rate=shares[v.name] < FEW_PARAMETERS) for v in runs]
-            data = engine.load_data(recipes[0])  # the same data for every strategy
-            for variant, recipe in zip(runs, recipes):
-                started = time.perf_counter()
-                run = engine.run(recipe, data=data, save=False)
-                rows.append({
-                    "strategy": variant.name,
-                    "weights": "transferred" if variant.transferred else "random",
-                    "seed": seed,
-                    "val_accuracy": run.history[-1].get("val_accuracy"),
-                    "seconds": round(time.perf_counter() - started, 2),
-                    "trainable_params": trainable_param_count(run.model),
-                })
-                log(f"seed {seed} {variant.name}: val accuracy {rows[-1]['val_accuracy']:.3f} "
-                    f"({rows[-1]['seconds']:.1f} s)")
-    return rows
-
-
-def _base_share(engine, settings: AccuracySettings, variant: Variant, tmp: Path,
-                rows: list[dict[str, Any]], log) -> float | None:
-    """The largest share of the base's parameters any stage of the strategy trains, or
-    None if it cannot plan on this backbone (``norm_only`` cannot on VGG16, which has no
-    normalisation layers): then a row saying why, and no runs."""
-    from finetunekit.plugins.strategies.freezing import trainable_param_count
-
-    try:
-        run = engine.build(recipe_for(settings, settings.demo, variant, "none", tmp / "x"))
-    except RecipeError as exc:
-        rows.append({"strategy": variant.name, "weights": "transferred", "seed": None,
-                     "val_accuracy": None, "seconds": None, "trainable_params": None,
-                     "not_applicable": str(exc)})
-        log(f"{variant.name}: not applicable here: {exc}")
-        return None
-    total = max(1, run.base.count_params())
-    shares = []
-    for index in range(len(run.plan.stages)):
-        engine.prepare_stage(run, index)
-        shares.append(trainable_param_count(run.base) / total)
-    return max(shares)
-
-
-def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per strategy over seeds: mean and std of accuracy, mean seconds, and which
-    simpler strategies beat it.
-
-    A strategy is *simpler* than another when it trains fewer parameters, or as many and
-    is one of the seed's recipes (``full``) while the other is not; a strategy "loses to"
-    every simpler one (and to the random-weights baseline) whose mean accuracy is higher.
-    ``within_std`` lists those of them whose lead is no larger than the two stds summed. The source row is left out; a strategy that does not apply to the
-    backbone gets an entry with ``not_applicable`` (the reason) and nothing else.
-    """
-    by_name: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        if row["strategy"] != "source":
-            by_name.setdefault(row["strategy"], []).append(row)
-    summary = []
-    skipped = []
-    for name, group in by_name.items():
-        if group[0].get("not_applicable"):
-            skipped.append({"strategy": name, "not_applicable": group[0]["not_applicable"]})
-            continue
-        accuracies = [r["val_accuracy"] for r in group]
-        summary.append({
-            "strategy": name,
-            "weights": group[0]["weights"],
-            "seeds": len(group),
-            "mean": round(statistics.fmean(accuracies), 4),
-            "std": round(statistics.stdev(accuracies), 4) if len(group) > 1 else 0.0,
-            "seconds": round(statistics.fmean(r["seconds"] for r in group), 2),
-            "trainable_params": group[0]["trainable_params"],
-        })
-    def simpler(a: dict[str, Any], b: dict[str, Any]) -> bool:
-        # fewer trainable parameters; at equal count, one of the seed's recipes (full)
-        # is simpler than a strategy that adds stages, rates or penalties to it
-        return (a["trainable_params"], a["strategy"] not in SEED_STRATEGIES) < (
-            b["trainable_params"], b["strategy"] not in SEED_STRATEGIES)
-
-    for entry in summary:
-        beaten_by = [other for other in summary
-                     if other is not entry and entry["strategy"] != RANDOM
-                     and other["mean"] > entry["mean"]
-                     and (other["strategy"] == RANDOM or simpler(other, entry))]
-        entry["loses_to"] = [other["strategy"] for other in beaten_by]
-        # a gap smaller than the two stds together is not a clear loss
-        entry["within_std"] = [other["strategy"] for other in beaten_by
-                               if other["mean"] - entry["mean"] <= other["std"] + entry["std"]]
-    return summary + skipped
+    if not 1 <= settings.severity <= shift.MAX_SEVERITY:
+        raise RecipeError(f"--severity must be 1 to {shift.MAX_SEVERITY}. "
+                          f"Received: {settings.severity}.")
+    task = (user_task(engine, settings.data, settings.image_size) if settings.data
+            else digits_task(settings.image_size, settings.test_per_class))
+    test_x, test_y = task.images[task.test], task.labels[task.test]
+    ood_x, kind = shift.shifted(test_x, settings.severity, seed=TEST_SEED)
+    kinds = list(shift.CORRUPTIONS)
+    strategies = [*settings.strategies, RANDOM]
+    out: dict[str, Any] = {"sources": {}, "rows": [], "tuning": [], "not_applicable": {},
+                           "task": {"test": len(task.test), "pool": len(task.pool),
+                                    "classes": task.class_names,
+                                    "corruptions": kinds, "severity": settings.severity}}
+    for backbone in settings.backbones:
+        source = (given(backbone, settings.image_size, settings.weights) if settings.weights
+                  else pretrained(engine, backbone, settings.image_size,
+                                  cache=settings.cache and Path(settings.cache),
+                                  settings=(settings.sources or {}).get(backbone), log=log))
+        out["sources"][backbone] = source.info
+        usable = []
+        for strategy in strategies:
+            reason = applicable(engine, source, strategy, settings, len(task.class_names))
+            if reason:
+                out["not_applicable"].setdefault(backbone, {})[strategy] = reason
+                log(f"{backbone} {strategy}: not applicable: {reason.split('. ')[0]}")
+            else:
+                usable.append(strategy)
+        for budget in settings.budgets:
+            label = "all" if budget is None else str(budget)
+            log(f"{backbone}, {label} labels per class")
+            for strategy in usable:
+                tuned = tune(engine, source, strategy, budget, task, settings, log)
+                out["tuning"].append({"backbone": backbone, "budget": label,
+                                      "strategy": strategy, **tuned})
+                for seed in settings.seeds:
+                    indices = draw(task, budget, seed)
+                    started = time.perf_counter()
+                    run, epochs = train(engine, source, strategy, tuned["rate"], seed, task,
+                                        indices, settings)
+                    row = {"backbone": backbone, "budget": label,
+                           "labels_per_class": len(indices) // len(task.class_names),
+                           "strategy": strategy, "seed": seed, "rate": tuned["rate"],
+                           "epochs": epochs, "diverged": run is None}
+                    if run is None:
+                        chance = float(np.mean(test_y == 0))  # a NaN model predicts class 0
+                        row.update(id_accuracy=chance, ood_accuracy=chance,
+                                   ood_by_corruption={k: chance for k in kinds},
+                                   trainable_params=None)
+                    else:
+                        row["id_accuracy"] = score(run.model, test_x, test_y)[0]
+                        _, _, correct = score(run.model, ood_x, test_y)
+                        row["ood_accuracy"] = float(correct.mean())
+                        row["ood_by_corruption"] = {
+                            name: float(correct[kind == k].mean()) for k, name in enumerate(kinds)}
+                        row["trainable_params"] = trainable_param_count(run.model)
+                    row["seconds"] = round(time.perf_counter() - started, 2)
+                    out["rows"].append(row)
+                    on_row(row)
+                    log(f"  {strategy} seed {seed}: ID {row['id_accuracy']:.3f}, "
+                        f"OOD {row['ood_accuracy']:.3f} (rate {tuned['rate']:g}, {epochs} "
+                        f"epochs, {row['seconds']:.0f} s)")
+    return out

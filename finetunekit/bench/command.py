@@ -36,9 +36,21 @@ def _names(values) -> list[str]:
               help="Timed repeats; the median is reported.")
 @click.option("--accuracy", is_flag=True,
               help="Run the accuracy benchmark (transfer on real data) instead of throughput.")
-@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
-              help="--accuracy: seeds per strategy (0, 1, ...).")
-@click.option("--quick", is_flag=True, help="--accuracy: fewer images and epochs (a smoke test).")
+@click.option("--seeds", type=click.IntRange(min=1), default=None,
+              help="--accuracy: paired seeds per strategy, 0, 1, ... (default 5; --quick 2).")
+@click.option("--budgets", default=None, metavar="N,N,...",
+              help="--accuracy: labels per class, comma-separated; 'all' = the whole pool "
+                   "(default 5,10,50,all; --quick 10).")
+@click.option("--rates", default=None, metavar="R,R,...",
+              help="--accuracy: the learning-rate grid every strategy is tuned over "
+                   "(default 1e-4,1e-3,1e-2; --quick 1e-4,1e-2).")
+@click.option("--severity", type=click.IntRange(1, 5), default=None,
+              help="--accuracy: severity of the OOD corruptions (default 3).")
+@click.option("--cache", type=click.Path(file_okay=False), default=None,
+              help="--accuracy: folder of the cached source models "
+                   "(default ~/.cache/finetunekit/bench-sources).")
+@click.option("--quick", is_flag=True,
+              help="--accuracy: vgg16, feature_extraction and full, 10 labels, 2 seeds, 2 rates.")
 @click.option("--weights", default=None,
               help='--accuracy: "imagenet" or a weights file instead of the digits source run.')
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
@@ -47,7 +59,7 @@ def _names(values) -> list[str]:
               show_default=True, help="Folder for bench.json, bench.md and bench.png.")
 @handle_errors
 def bench(backbones, strategies, image_size, batch_sizes, precisions, steps, repeats, accuracy,
-          seeds, quick, weights, data_dir, out):
+          seeds, budgets, rates, severity, cache, quick, weights, data_dir, out):
     """Benchmark training throughput against the seed's plain Keras code, or (--accuracy)
     accuracy per strategy; write bench.json, bench.md and bench.png."""
     from finetunekit.bench.runner import run_bench
@@ -55,7 +67,39 @@ def bench(backbones, strategies, image_size, batch_sizes, precisions, steps, rep
     run_bench(backbones=_names(backbones), strategies=_names(strategies), image_size=image_size,
               batch_sizes=list(batch_sizes), precisions=_names(precisions), steps=steps,
               repeats=repeats, accuracy=accuracy, seeds=seeds, quick=quick, weights=weights,
-              data=data_dir, out=Path(out), command=" ".join(["finetunekit", *sys.argv[1:]]))
+              data=data_dir, out=Path(out), command=" ".join(["finetunekit", *sys.argv[1:]]),
+              accuracy_options={"budgets": _budgets(budgets), "rates": _rates(rates),
+                                "severity": severity, "cache": cache})
+
+
+def _budgets(text: str | None) -> tuple[int | None, ...] | None:
+    """``5,10,all`` -> (5, 10, None)."""
+    if text is None:
+        return None
+    parts = _names([text])
+    try:
+        values = tuple(None if p == "all" else int(p) for p in parts)
+    except ValueError:
+        values = ()
+    if not values or any(v is not None and v < 2 for v in values):
+        raise click.BadParameter(
+            f"expected labels per class (integers of 2 or more) or 'all', comma-separated, "
+            f"e.g. 5,10,50,all. Received: {text!r}.", param_hint="--budgets")
+    return values
+
+
+def _rates(text: str | None) -> tuple[float, ...] | None:
+    """``1e-4,1e-3`` -> (1e-4, 1e-3)."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(p) for p in _names([text]))
+    except ValueError:
+        values = ()
+    if not values or any(not v > 0 for v in values):
+        raise click.BadParameter(f"expected positive learning rates, comma-separated, e.g. "
+                                 f"1e-4,1e-3,1e-2. Received: {text!r}.", param_hint="--rates")
+    return values
 
 
 @hookimpl

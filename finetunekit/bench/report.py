@@ -7,11 +7,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+from finetunekit.bench.accuracy_report import ACCURACY_FIGURES
+from finetunekit.bench.accuracy_report import markdown as accuracy_markdown
+from finetunekit.bench.accuracy_report import write_figures
 from finetunekit.core.errors import PersistenceError
 from finetunekit.core.run_folder import atomic_write
 
-OUTPUTS = ("bench.json", "bench.md", "bench.png")
-"""The files ``finetunekit bench`` writes."""
+OUTPUTS = ("bench.json", "bench.md", "bench.png", *ACCURACY_FIGURES)
+"""The files ``finetunekit bench`` may write (``bench.png``: throughput; the two figures:
+``--accuracy``)."""
 
 
 def check_out(out: Path) -> None:
@@ -52,25 +56,6 @@ def throughput_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def accuracy_table(summary: list[dict[str, Any]]) -> str:
-    """Markdown table of the accuracy summary, flagging losses to simpler strategies."""
-    lines = ["| strategy | weights | trainable params | val accuracy (mean ± std) | seeds "
-             "| seconds per run | note |",
-             "| --- | --- | ---: | --- | ---: | ---: | --- |"]
-    for s in summary:
-        if s.get("not_applicable"):
-            reason = s["not_applicable"].replace("|", "/").split(". ")[0]
-            lines.append(f"| {s['strategy']} | - | - | not applicable | 0 | - | {reason} |")
-            continue
-        near = set(s.get("within_std", ()))
-        names = [f"{n} (within std)" if n in near else n for n in s.get("loses_to", ())]
-        note = f"loses to {', '.join(names)}" if names else ""
-        lines.append(f"| {s['strategy']} | {s['weights']} | {s['trainable_params']:,} | "
-                     f"{s['mean']:.3f} ± {s['std']:.3f} | {s['seeds']} | {s['seconds']:.1f} | "
-                     f"{note} |")
-    return "\n".join(lines)
-
-
 def markdown(result: dict[str, Any]) -> str:
     """``bench.md``: the command, then a table per benchmark that ran."""
     parts = ["# finetunekit bench", "", f"Command: `{result['command']}`", "",
@@ -83,64 +68,40 @@ def markdown(result: dict[str, Any]) -> str:
                   "code.", "",
                   throughput_table(result["throughput"]), ""]
     if result.get("accuracy"):
-        parts += ["## Accuracy per strategy", "",
-                  "Last-epoch validation accuracy over seeds. 'loses to' names a simpler "
-                  "strategy (fewer trainable parameters; at equal count, the seed's 'full') "
-                  "or the no-transfer baseline with a higher mean; '(within std)': by no "
-                  "more than the two stds summed.", "",
-                  accuracy_table(result["accuracy"]["summary"]), ""]
+        parts += accuracy_markdown(result["accuracy"])
     return "\n".join(parts)
 
 
 def chart(result: dict[str, Any], path: Path) -> None:
-    """``bench.png``: throughput bars (finetunekit beside the baseline) and accuracy bars
-    with their std, one panel per benchmark that ran."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)  # files only; never a window
+    """``bench.png``: throughput bars, finetunekit beside the two plain baselines."""
     from matplotlib.figure import Figure  # not pyplot: no global figure state
 
-    panels = [k for k in ("throughput", "accuracy") if result.get(k)]
-    figure = Figure(figsize=(max(6, 1.2 * _bars(result)), 4 * len(panels)), layout="constrained")
-    axes = figure.subplots(len(panels), 1, squeeze=False)[:, 0]
-    for ax, kind in zip(axes, panels):
-        if kind == "throughput":
-            rows = result["throughput"]
-            xs = range(len(rows))
-            ax.bar([x - 0.27 for x in xs], [r["images_per_s"] for r in rows], 0.27,
-                   label="finetunekit")
-            ax.bar(list(xs), [r["baseline_images_per_s"] for r in rows], 0.27,
-                   label="plain seed code")
-            ax.bar([x + 0.27 for x in xs], [r["plain_uint8_images_per_s"] for r in rows], 0.27,
-                   label="plain, uint8 fed")
-            ax.set_xticks(list(xs), [r["id"] for r in rows], rotation=30, ha="right",
-                          fontsize=7)
-            ax.set_ylabel("training images/s")
-            ax.legend()
-        else:
-            summary = [s for s in result["accuracy"]["summary"] if not s.get("not_applicable")]
-            xs = range(len(summary))
-            ax.bar(list(xs), [s["mean"] for s in summary], yerr=[s["std"] for s in summary],
-                   capsize=3, color=["C3" if s["loses_to"] else "C0" for s in summary])
-            ax.set_xticks(list(xs), [s["strategy"] for s in summary], rotation=30, ha="right")
-            ax.set_ylabel("validation accuracy")
-            ax.set_ylim(0, 1)
-            ax.set_title("mean ± std over seeds; red: loses to a simpler strategy", fontsize=9)
-    figure.savefig(path, dpi=110, format="png")
+    from finetunekit.results.plots import save_png
 
-
-def _bars(result: dict[str, Any]) -> int:
-    return max(len(result.get("throughput") or []),
-               len((result.get("accuracy") or {}).get("summary", [])))
+    rows = result["throughput"]
+    figure = Figure(figsize=(max(6, 1.2 * len(rows)), 4), layout="constrained")
+    ax = figure.subplots()
+    xs = range(len(rows))
+    ax.bar([x - 0.27 for x in xs], [r["images_per_s"] for r in rows], 0.27, label="finetunekit")
+    ax.bar(list(xs), [r["baseline_images_per_s"] for r in rows], 0.27, label="plain seed code")
+    ax.bar([x + 0.27 for x in xs], [r["plain_uint8_images_per_s"] for r in rows], 0.27,
+           label="plain, uint8 fed")
+    ax.set_xticks(list(xs), [r["id"] for r in rows], rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel("training images/s")
+    ax.legend()
+    save_png(figure, path, dpi=110)
 
 
 def write(result: dict[str, Any], out: Path) -> list[Path]:
-    """Write ``bench.json``, ``bench.md`` and ``bench.png`` into `out` (checked first)."""
+    """Write ``bench.json``, ``bench.md`` and the figures into `out` (checked first)."""
     check_out(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "bench.json", json.dumps(result, indent=2))
     atomic_write(out / "bench.md", markdown(result))
-    tmp = out / ".bench.png.tmp"
-    chart(result, tmp)
-    tmp.replace(out / "bench.png")
-    return [out / name for name in OUTPUTS]
+    written = [out / "bench.json", out / "bench.md"]
+    if result.get("throughput"):
+        chart(result, out / "bench.png")
+        written.append(out / "bench.png")
+    if result.get("accuracy"):
+        written += write_figures(result["accuracy"]["summary"], out)
+    return written

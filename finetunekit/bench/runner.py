@@ -4,12 +4,14 @@ The command and its options are :mod:`finetunekit.bench.command`."""
 
 from __future__ import annotations
 
+import json
 import tempfile
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from finetunekit.bench import accuracy as acc
+from finetunekit.bench import accuracy_report
 from finetunekit.bench import report
 from finetunekit.bench.throughput import (
     HUB_MODELS,
@@ -21,7 +23,6 @@ from finetunekit.bench.throughput import (
     measure,
 )
 from finetunekit.core.errors import RecipeError
-from finetunekit.demo.task import FULL, QUICK
 
 PREFERRED_ORDER = ("feature_extraction", "partial", "full", "two_stage", "gradual",
                    "discriminative", "bitfit", "norm_only", "lora", "l2sp")
@@ -36,12 +37,15 @@ def all_strategies(engine) -> list[str]:
 
 def run_bench(*, backbones: list[str], strategies: list[str], image_size: int | None,
               batch_sizes: list[int], precisions: list[str], steps: int, repeats: int,
-              accuracy: bool, seeds: int, quick: bool, weights: str | None, data: str | None,
-              out: Path, command: str, console=None) -> dict[str, Any]:
+              accuracy: bool, seeds: int | None, quick: bool, weights: str | None,
+              data: str | None, out: Path, command: str, console=None,
+              accuracy_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run ``finetunekit bench`` (the options as in ``finetunekit bench --help``).
 
     Every name is checked, and ``out`` too, before anything trains, so a typo fails in
-    a second with exit code 2, not after minutes of measuring.
+    a second with exit code 2, not after minutes of measuring. `accuracy_options` are
+    more :class:`~finetunekit.bench.accuracy.AccuracySettings` keys (``budgets``,
+    ``rates``, ``severity``, ``cache``).
 
     Returns:
         dict: what ``bench.json`` holds.
@@ -53,11 +57,14 @@ def run_bench(*, backbones: list[str], strategies: list[str], image_size: int | 
 
     console = console or Console()
     engine = Engine()
+    chosen_backbones = backbones
     backbones = backbones or ["vgg16"]
     for name in backbones:
-        if accuracy or name not in HUB_MODELS:  # throughput builds its KerasHub ViTs itself
+        # throughput builds its KerasHub ViTs itself; the accuracy benchmark its tiny ViT
+        if not (accuracy and name == "vit_tiny") and (accuracy or name not in HUB_MODELS):
             engine.catalogue.get("backbone", name, key="--backbones")
-    strategies = strategies or (all_strategies(engine) if accuracy else list(SEED_STRATEGIES))
+    if not strategies and not (accuracy and quick):
+        strategies = all_strategies(engine) if accuracy else list(SEED_STRATEGIES)
     for name in strategies:
         engine.catalogue.get("strategy", name, key="--strategies")
     precisions = [check_precision(p) for p in precisions or ["float32"]]
@@ -67,22 +74,27 @@ def run_bench(*, backbones: list[str], strategies: list[str], image_size: int | 
                               "device": device_name()}
 
     if accuracy:
-        if len(backbones) > 1 or precisions != ["float32"] or len(batch_sizes) > 1:
+        if precisions != ["float32"] or len(batch_sizes) > 1:
             raise RecipeError(
-                "--accuracy takes one backbone, one batch size and float32. Received: "
-                f"--backbones {','.join(backbones)}, --batch-size {batch_sizes}, "
-                f"--precision {','.join(precisions)}."
-            )
-        demo = QUICK if quick else FULL
-        demo = replace(demo, backbone=backbones[0],
-                       input_size=image_size or demo.input_size,
-                       batch_size=batch_sizes[0] if batch_sizes else demo.batch_size)
-        settings = acc.AccuracySettings(strategies=tuple(strategies), seeds=tuple(range(seeds)),
-                                        demo=demo, weights=weights, data=data)
-        rows = acc.run_accuracy(settings, engine, log=console.print)
-        summary = acc.summarise(rows)
-        result["accuracy"] = {"settings": _plain(settings), "rows": rows, "summary": summary}
-        console.print(report.accuracy_table(summary), soft_wrap=True, highlight=False)
+                "--accuracy takes one batch size and float32. Received: "
+                f"--batch-size {batch_sizes}, --precision {','.join(precisions)}.")
+        settings = accuracy_settings(
+            strategies=strategies, backbones=chosen_backbones, seeds=seeds, quick=quick,
+            image_size=image_size, batch_size=batch_sizes[0] if batch_sizes else None,
+            weights=weights, data=data, **(accuracy_options or {}))
+        progress = out / "rows.partial.jsonl"
+
+        def keep(row):  # rows as they come: a run cut short keeps what it measured
+            out.mkdir(parents=True, exist_ok=True)
+            with progress.open("a", encoding="utf-8") as file:
+                file.write(json.dumps(row) + "\n")
+
+        measured = acc.run_accuracy(settings, engine, log=console.print, on_row=keep)
+        summary = accuracy_report.summarise(measured)
+        result["accuracy"] = {"settings": asdict(settings), **measured, "summary": summary}
+        for backbone in settings.backbones:
+            console.print(accuracy_report.table(summary, backbone), soft_wrap=True,
+                          highlight=False)
     else:
         rows = []
         presets: dict[tuple[str, int], str] = {}
@@ -108,9 +120,27 @@ def run_bench(*, backbones: list[str], strategies: list[str], image_size: int | 
         result["throughput"] = rows
         console.print(report.throughput_table(rows), soft_wrap=True, highlight=False)
     written = report.write(result, out)
+    if accuracy:
+        progress.unlink(missing_ok=True)
     console.print(f"wrote {', '.join(str(p) for p in written)}")
     return result
 
 
-def _plain(settings: acc.AccuracySettings) -> dict[str, Any]:
-    return asdict(settings)
+def accuracy_settings(*, strategies: list[str], backbones: list[str], seeds: int | None,
+                      quick: bool, image_size: int | None, batch_size: int | None,
+                      weights: str | None, data: str | None, **options: Any,
+                      ) -> acc.AccuracySettings:
+    """The settings of ``bench --accuracy``: :data:`~finetunekit.bench.accuracy.QUICK`
+    under ``--quick``, else the defaults; options given on the command line win."""
+    chosen: dict[str, Any] = dict(acc.QUICK) if quick else {}
+    if strategies:
+        chosen["strategies"] = tuple(strategies)
+    if backbones:
+        chosen["backbones"] = tuple(backbones)
+    if seeds is not None:
+        chosen["seeds"] = tuple(range(seeds))
+    for key, value in (("image_size", image_size), ("batch_size", batch_size),
+                       ("weights", weights), ("data", data), *options.items()):
+        if value is not None:
+            chosen[key] = tuple(value) if isinstance(value, list) else value
+    return acc.AccuracySettings(**chosen)

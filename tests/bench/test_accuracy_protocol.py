@@ -1,0 +1,99 @@
+"""The accuracy benchmark's protocol: the test split is never drawn from or tuned on,
+budgets are nested, paired seeds share the head's initialisation, and a tiny run through
+``run_bench`` writes bench.json, bench.md and both figures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from finetunekit import Engine
+from finetunekit.bench import accuracy as acc
+from finetunekit.bench.runner import run_bench
+from finetunekit.bench.sources import SourceSettings
+from finetunekit.core.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def task():
+    return acc.digits_task(32, test_per_class=20)
+
+
+def test_the_test_split_is_fixed_and_apart_from_the_pool(task):
+    assert len(task.test) == 100 and not set(task.test) & set(task.pool)
+    assert len(task.test) + len(task.pool) == len(task.labels)
+    again = acc.digits_task(32, test_per_class=20)
+    assert np.array_equal(again.test, task.test)
+    assert np.bincount(task.labels[task.test]).tolist() == [20] * 5
+
+
+@pytest.mark.parametrize("budget", [2, 5, 50, None])
+def test_tuning_and_training_labels_never_touch_the_test_split(task, budget):
+    for seed in (0, 1, 1000):
+        drawn = acc.draw(task, budget, seed)
+        assert set(drawn) <= set(task.pool) and not set(drawn) & set(task.test)
+        fit, held = acc.tuning_split(task, drawn, 0.2)
+        assert not set(fit) & set(held)
+        assert set(fit) | set(held) == set(drawn)
+        assert not (set(fit) | set(held)) & set(task.test)
+        assert np.bincount(task.labels[held], minlength=5).min() >= 1
+
+
+def test_budgets_are_nested_and_paired_by_seed(task):
+    small, large = acc.draw(task, 5, seed=3), acc.draw(task, 10, seed=3)
+    assert set(small) <= set(large)
+    assert np.array_equal(small, acc.draw(task, 5, seed=3))
+    assert not np.array_equal(small, acc.draw(task, 5, seed=4))
+    assert np.bincount(task.labels[small]).tolist() == [5] * 5
+
+
+def test_a_budget_too_small_to_tune_or_too_large_for_the_pool_is_refused(task):
+    with pytest.raises(DataError, match="at least 2 labels per class"):
+        acc.tuning_split(task, acc.draw(task, 1, 0), 0.2)
+    with pytest.raises(DataError, match="Lower the budget"):
+        acc.draw(task, 10_000, 0)
+
+
+def test_runs_are_long_enough_in_steps():
+    settings = acc.AccuracySettings(strategies=("full",), min_steps=60, min_epochs=4,
+                                    batch_size=8)
+    assert acc.epochs_for(settings, 25) == 15  # 4 steps an epoch
+    assert acc.epochs_for(settings, 700) == 4  # 88 steps an epoch
+
+
+def test_the_same_seed_gives_every_strategy_the_same_head(tmp_path):
+    from finetunekit.bench.sources import Source, backbone_section
+
+    engine = Engine(entry_points=False)
+    source = Source("vgg16", backbone_section("vgg16", 32), "none")
+    settings = acc.AccuracySettings(strategies=("full",))
+    heads = [engine.build(acc.recipe_for(source, name, 1e-3, 4, seed, settings, 5)).head.layer
+             for name, seed in (("feature_extraction", 0), ("lora", 0), ("full", 1))]
+    first, second, other = ([np.asarray(w) for w in h.get_weights()] for h in heads)
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other))
+
+
+def test_a_tiny_accuracy_run_writes_every_output(tmp_path):
+    tiny = SourceSettings(train_per_class=4, validation_per_class=2, epochs=1, batch_size=8)
+    result = run_bench(
+        backbones=["vgg16"], strategies=["feature_extraction"], image_size=None,
+        batch_sizes=[], precisions=[], steps=1, repeats=1, accuracy=True, seeds=1,
+        quick=True, weights=None, data=None, out=tmp_path / "out", command="test",
+        accuracy_options={"budgets": (2,), "rates": (1e-3,), "min_steps": 1, "min_epochs": 1,
+                          "test_per_class": 4, "cache": str(tmp_path / "cache"),
+                          "sources": {"vgg16": tiny}})
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert files == ["accuracy_vs_labels.png", "bench.json", "bench.md", "id_vs_ood.png"]
+    saved = json.loads((tmp_path / "out" / "bench.json").read_text(encoding="utf-8"))
+    rows = saved["accuracy"]["rows"]
+    assert [(r["strategy"], r["seed"], r["budget"]) for r in rows] == [
+        ("feature_extraction", 0, "2"), (acc.RANDOM, 0, "2")]
+    assert all(0 <= r["id_accuracy"] <= 1 and 0 <= r["ood_accuracy"] <= 1 for r in rows)
+    assert {t["strategy"]: t["rate"] for t in saved["accuracy"]["tuning"]} == {
+        "feature_extraction": 1e-3, acc.RANDOM: 1e-3}
+    assert result["accuracy"]["sources"]["vgg16"]["cached"] is False
+    assert "| 2 (2) | feature_extraction |" in (tmp_path / "out" / "bench.md").read_text()
+    assert list((tmp_path / "cache").iterdir())  # the source is cached for the next run
