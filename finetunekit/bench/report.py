@@ -52,6 +52,23 @@ def throughput_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def end_to_end_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table of end-to-end rows: Engine.run epochs, plain fit, the ratio."""
+    lines = ["| backbone | strategy | source | run folder | batch | precision | size | "
+             "images/epoch | Engine.run img/s | plain fit img/s | ratio (min-max) | "
+             "s between epochs | device |",
+             "| --- | --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: "
+             "| --- |"]
+    for r in rows:
+        lines.append(f"| {r['backbone']} | {r['strategy']} | {r['source']} | "
+                     f"{'yes' if r['run_folder'] else 'no'} | {r['batch']} | {r['precision']} | "
+                     f"{r['image_size']} | {r['steps'] * r['batch']} | "
+                     f"{r['engine_images_per_s']:,.1f} | {r['plain_images_per_s']:,.1f} | "
+                     f"{r['ratio']:.3f} ({r['ratio_min']:.3f}-{r['ratio_max']:.3f}) | "
+                     f"{r['between_epochs_s']:.3f} | {r['device']} |")
+    return "\n".join(lines)
+
+
 def accuracy_table(summary: list[dict[str, Any]]) -> str:
     """Markdown table of the accuracy summary, flagging losses to simpler strategies."""
     lines = ["| strategy | weights | trainable params | val accuracy (mean ± std) | seeds "
@@ -82,6 +99,16 @@ def markdown(result: dict[str, Any]) -> str:
                   "fed uint8 (Rescaling in the model); each ratio = finetunekit / that plain "
                   "code.", "",
                   throughput_table(result["throughput"]), ""]
+    if result.get("end_to_end"):
+        parts += ["## End to end: Engine.run epochs against plain model.fit", "",
+                  "Images/s over the timed epochs (the engine's first epoch, tracing, "
+                  "excluded; the plain side warmed up once), median of the repeats, the two "
+                  "alternating; ratio = Engine.run / plain fit, median (min-max) of the "
+                  "repeats' ratios. 'run folder': the engine wrote its checkpoint and "
+                  "report at every epoch end; 's between epochs': the engine's time from an "
+                  "epoch's end to the next one's begin (those writes, the data order, the "
+                  "next fit call's set-up).", "",
+                  end_to_end_table(result["end_to_end"]), ""]
     if result.get("accuracy"):
         parts += ["## Accuracy per strategy", "",
                   "Last-epoch validation accuracy over seeds. 'loses to' names a simpler "
@@ -100,7 +127,7 @@ def chart(result: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg", force=False)  # files only; never a window
     from matplotlib.figure import Figure  # not pyplot: no global figure state
 
-    panels = [k for k in ("throughput", "accuracy") if result.get(k)]
+    panels = [k for k in ("throughput", "end_to_end", "accuracy") if result.get(k)]
     figure = Figure(figsize=(max(6, 1.2 * _bars(result)), 4 * len(panels)), layout="constrained")
     axes = figure.subplots(len(panels), 1, squeeze=False)[:, 0]
     for ax, kind in zip(axes, panels):
@@ -117,6 +144,17 @@ def chart(result: dict[str, Any], path: Path) -> None:
                           fontsize=7)
             ax.set_ylabel("training images/s")
             ax.legend()
+        elif kind == "end_to_end":
+            rows = result["end_to_end"]
+            xs = range(len(rows))
+            ax.bar([x - 0.2 for x in xs], [r["engine_images_per_s"] for r in rows], 0.4,
+                   label="Engine.run")
+            ax.bar([x + 0.2 for x in xs], [r["plain_images_per_s"] for r in rows], 0.4,
+                   label="plain model.fit")
+            ax.set_xticks(list(xs), [f"{r['id']}\nratio {r['ratio']:.2f}" for r in rows],
+                          rotation=30, ha="right", fontsize=7)
+            ax.set_ylabel("training images/s, end to end")
+            ax.legend()
         else:
             summary = [s for s in result["accuracy"]["summary"] if not s.get("not_applicable")]
             xs = range(len(summary))
@@ -130,7 +168,7 @@ def chart(result: dict[str, Any], path: Path) -> None:
 
 
 def _bars(result: dict[str, Any]) -> int:
-    return max(len(result.get("throughput") or []),
+    return max(len(result.get("throughput") or []), len(result.get("end_to_end") or []),
                len((result.get("accuracy") or {}).get("summary", [])))
 
 

@@ -34,7 +34,9 @@ def all_strategies(engine) -> list[str]:
 def run_bench(*, backbones: list[str], strategies: list[str], image_size: int | None,
               batch_sizes: list[int], precisions: list[str], steps: int, repeats: int,
               accuracy: bool, seeds: int, quick: bool, weights: str | None, data: str | None,
-              out: Path, command: str, console=None) -> dict[str, Any]:
+              out: Path, command: str, console=None, end_to_end: bool = False,
+              sources: list[str] | None = None, epochs: int = 2,
+              run_folder: bool = True) -> dict[str, Any]:
     """Run ``finetunekit bench`` (the options as in ``finetunekit bench --help``).
 
     Every name is checked, and ``out`` too, before anything trains, so a typo fails in
@@ -46,6 +48,7 @@ def run_bench(*, backbones: list[str], strategies: list[str], image_size: int | 
     import keras
     from rich.console import Console
 
+    from finetunekit.bench import end_to_end as e2e
     from finetunekit.core.engine import Engine
 
     console = console or Console()
@@ -53,10 +56,15 @@ def run_bench(*, backbones: list[str], strategies: list[str], image_size: int | 
     backbones = backbones or ["vgg16"]
     for name in backbones:
         engine.catalogue.get("backbone", name, key="--backbones")
-    strategies = strategies or (all_strategies(engine) if accuracy else list(SEED_STRATEGIES))
+    if accuracy and end_to_end:
+        raise RecipeError("--accuracy and --end-to-end are two benchmarks; pass one of them.")
+    default = (all_strategies(engine) if accuracy else ["full"] if end_to_end
+               else list(SEED_STRATEGIES))
+    strategies = strategies or default
     for name in strategies:
         engine.catalogue.get("strategy", name, key="--strategies")
     precisions = [check_precision(p) for p in precisions or ["float32"]]
+    sources = [e2e.check_source(s) for s in sources or e2e.SOURCES]
     report.check_out(out)
     report.check_matplotlib()
     result: dict[str, Any] = {"command": command, "backend": keras.backend.backend(),
@@ -79,6 +87,28 @@ def run_bench(*, backbones: list[str], strategies: list[str], image_size: int | 
         summary = acc.summarise(rows)
         result["accuracy"] = {"settings": _plain(settings), "rows": rows, "summary": summary}
         console.print(report.accuracy_table(summary), soft_wrap=True, highlight=False)
+    elif end_to_end:
+        rows = []
+        for backbone in backbones:
+            for strategy in strategies:
+                for batch in batch_sizes or [8]:
+                    for precision in precisions:
+                        for source in sources:
+                            config = e2e.EndToEndConfig(
+                                backbone=backbone, strategy=strategy, batch_size=batch,
+                                precision=precision, image_size=image_size or 32, steps=steps,
+                                epochs=epochs, repeats=repeats, source=source,
+                                run_folder=run_folder)
+                            row = e2e.measure_end_to_end(config)
+                            rows.append(row)
+                            console.print(
+                                f"{row['id']}: Engine.run {row['engine_images_per_s']:,.1f} "
+                                f"img/s, plain fit {row['plain_images_per_s']:,.1f} img/s, "
+                                f"ratio {row['ratio']:.3f} ({row['ratio_min']:.3f}-"
+                                f"{row['ratio_max']:.3f}); {row['between_epochs_s']:.2f} s "
+                                "between epochs")
+        result["end_to_end"] = rows
+        console.print(report.end_to_end_table(rows), soft_wrap=True, highlight=False)
     else:
         rows = []
         for backbone in backbones:
