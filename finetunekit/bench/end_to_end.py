@@ -9,9 +9,10 @@ for all the epochs, as a Keras user would write it.
 
 For one configuration, ``repeats`` times, alternating:
 
-- **engine**: ``Engine.run`` of the seed's recipe (:func:`~finetunekit.bench.throughput.seed_recipe`)
-  with ``1 + epochs`` epochs, saving into a fresh run folder (checkpoints, report). A
-  plugin notes the time at each epoch end, before the other hooks; the first epoch
+- **engine**: ``Engine.run`` of the seed's recipe
+  (:func:`~finetunekit.bench.throughput.seed_recipe`) with ``1 + epochs`` epochs, saving
+  into a fresh run folder (checkpoints, report). :class:`EpochClock` notes the time at
+  each epoch's begin and end (before the other hooks); the first epoch
   (tracing, compiling) is the warm-up, and the figure is the training images of the
   other epochs over the time from the first epoch's end to the last one's.
 - **plain**: ``run.model.fit(..., epochs=epochs)`` on the same data, timed as a whole
@@ -101,6 +102,7 @@ class EpochClock(keras.callbacks.Callback):
         super().__init__()
         self.begins: list[float] = []
         self.ends: list[float] = []
+        self.cpu_ends: list[float] = []  # this process's CPU time, every thread
 
     def on_epoch_begin(self, epoch, logs=None):
         self.begins.append(time.perf_counter())
@@ -108,10 +110,12 @@ class EpochClock(keras.callbacks.Callback):
     @hookimpl(tryfirst=True)
     def finetunekit_epoch_end(self, run, stage, epoch, logs):
         self.ends.append(time.perf_counter())
+        self.cpu_ends.append(time.process_time())
 
     def clear(self) -> None:
         self.begins.clear()
         self.ends.clear()
+        self.cpu_ends.clear()
 
     def between(self) -> list[float]:
         """Seconds from each epoch's end to the next one's begin (hooks, checkpoint,
@@ -209,7 +213,10 @@ def measure_end_to_end(config: EndToEndConfig, plugins: list[Any] = ()) -> dict[
     Returns:
         dict: the configuration; ``engine_images_per_s`` and ``plain_images_per_s``
         (medians) and every repeat; ``ratio`` (the median of the repeats' engine / plain),
-        ``ratio_min`` and ``ratio_max``; the seconds per epoch of each side and, of the
+        ``ratio_min`` and ``ratio_max``; ``cpu_ratio``, the process's CPU seconds (every
+        thread) for the same epochs, plain / engine (median; steadier than wall time on a
+        shared machine; below 1: the engine does more work); the seconds per epoch of
+        each side and, of the
         engine's, ``between_epochs_s`` (:meth:`EpochClock.between`, median); the backend
         and device.
 
@@ -232,6 +239,7 @@ def measure_end_to_end(config: EndToEndConfig, plugins: list[Any] = ()) -> dict[
     n = len(train[0])
     engine_rates: list[float] = []
     plain_rates: list[float] = []
+    cpu_ratios: list[float] = []  # plain / engine CPU seconds: steadier on a shared machine
     between: list[float] = []
     with tempfile.TemporaryDirectory(prefix="finetunekit-bench-") as folder:
         for repeat in range(config.repeats):
@@ -245,9 +253,11 @@ def measure_end_to_end(config: EndToEndConfig, plugins: list[Any] = ()) -> dict[
             model = run.model
             if repeat == 0:  # the plain side's warm-up: its fit, its iterators
                 model.fit(**{**plain_args, "epochs": 1, "verbose": 0})
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             model.fit(**plain_args, epochs=config.epochs, verbose=0)
             plain_rates.append(config.epochs * n / (time.perf_counter() - started))
+            cpu_ratios.append((time.process_time() - cpu)
+                              / (clock.cpu_ends[-1] - clock.cpu_ends[0]))
     ratios = [a / b for a, b in zip(engine_rates, plain_rates)]
     return {
         "id": config.id, "backbone": config.backbone, "strategy": config.strategy,
@@ -258,6 +268,7 @@ def measure_end_to_end(config: EndToEndConfig, plugins: list[Any] = ()) -> dict[
         "plain_images_per_s": round(statistics.median(plain_rates), 2),
         "ratio": round(statistics.median(ratios), 3),
         "ratio_min": round(min(ratios), 3), "ratio_max": round(max(ratios), 3),
+        "cpu_ratio": round(statistics.median(cpu_ratios), 3),
         "run_folder": config.run_folder,
         "engine_epoch_s": round(n / statistics.median(engine_rates), 3),
         "plain_epoch_s": round(n / statistics.median(plain_rates), 3),
