@@ -169,7 +169,10 @@ class StageCallbacks(keras.callbacks.CallbackList):
     """
 
     def __init__(self, callbacks: list[Any], model: Any, params: dict[str, Any]):
+        # a History, as Keras's own list has: fit returns model.history; started here too
+        # because an epoch loop of our own (multi_worker) never calls on_train_begin
         super().__init__(list(callbacks), add_history=True, model=model, **params)
+        self._history.on_train_begin()
         self.needed = {method: any(implements(c, method) for c in self.callbacks)
                        for method in BATCH_METHODS}
 
