@@ -13,7 +13,13 @@
 # Settings (environment): SIZE (150, the seed's), BATCH (128), STEPS (20 batches per
 # timed repeat), REPEATS (5), STRATEGIES (feature_extraction,partial,full: with two
 # precisions that is 12 models to compile, several minutes; run others, e.g.
-# STRATEGIES=two_stage,lora, in a second call), PRECISIONS (float32,mixed_bfloat16).
+# STRATEGIES=two_stage,lora, in a second call), PRECISIONS (float32,mixed_bfloat16),
+# MODES (throughput,end_to_end: which benchmarks), E2E_EPOCHS (3 timed epochs per repeat).
+# end_to_end (issue 15): Engine.run epochs against plain model.fit of the same model, in
+# memory and streamed (a PyDataset here: no TensorFlow), strategy full, STEPS batches per
+# epoch, with the run folder (checkpoints, report) and without; written to
+# $OUT/bench-end-to-end and $OUT/bench-end-to-end-nosave. Only end to end, e.g.:
+#   run(command="MODES=end_to_end bash benchmarks/gpu.sh", carry=[".whl"], timeout_s=400)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,14 +49,26 @@ STEPS=${STEPS:-20}
 REPEATS=${REPEATS:-5}
 STRATEGIES=${STRATEGIES:-feature_extraction,partial,full}
 PRECISIONS=${PRECISIONS:-float32,mixed_bfloat16}
+MODES=${MODES:-throughput,end_to_end}
+E2E_EPOCHS=${E2E_EPOCHS:-3}
 OUT=${OUT:-out}
 
 $PY -c "import jax, keras; print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__)"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || true
 # one call per strategy, each writing its own folder: a call cut short by the time limit
 # loses only its own strategy
-for strategy in ${STRATEGIES//,/ }; do
-  $PY -m finetunekit bench --backbones vgg16 --strategies "$strategy" --image-size "$SIZE" \
-    --batch-size "$BATCH" --precision "$PRECISIONS" --steps "$STEPS" --repeats "$REPEATS" \
-    --out "$OUT/bench-$strategy"
-done
+if [[ ",$MODES," == *,end_to_end,* ]]; then
+  for folder in "" --no-run-folder; do
+    $PY -m finetunekit bench --end-to-end --backbones vgg16 --strategies full \
+      --image-size "$SIZE" --batch-size "$BATCH" --precision "${PRECISIONS##*,}" \
+      --steps "$STEPS" --epochs "$E2E_EPOCHS" --repeats "$REPEATS" $folder \
+      --out "$OUT/bench-end-to-end${folder:+-nosave}"
+  done
+fi
+if [[ ",$MODES," == *,throughput,* ]]; then
+  for strategy in ${STRATEGIES//,/ }; do
+    $PY -m finetunekit bench --backbones vgg16 --strategies "$strategy" --image-size "$SIZE" \
+      --batch-size "$BATCH" --precision "$PRECISIONS" --steps "$STEPS" --repeats "$REPEATS" \
+      --out "$OUT/bench-$strategy"
+  done
+fi

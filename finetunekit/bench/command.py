@@ -23,7 +23,7 @@ def _names(values) -> list[str]:
                    "throughput also takes vit_ti16 and vit_b16 (KerasHub ViTs, random weights).")
 @click.option("--strategies", multiple=True, metavar="NAMES",
               help="Strategies (default: feature_extraction, partial, full for throughput; "
-                   "every strategy for --accuracy).")
+                   "full for --end-to-end; every strategy for --accuracy).")
 @click.option("--image-size", type=click.IntRange(min=1), default=None,
               help="Image height and width (default 32).")
 @click.option("--batch-size", "batch_sizes", multiple=True, type=click.IntRange(min=1),
@@ -31,11 +31,21 @@ def _names(values) -> list[str]:
 @click.option("--precision", "precisions", multiple=True, metavar="P",
               help="float32, mixed_bfloat16 or mixed_float16; repeatable (default float32).")
 @click.option("--steps", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Batches per timed repeat.")
+              help="Batches per timed repeat (--end-to-end: per epoch).")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
               help="Timed repeats; the median is reported.")
 @click.option("--accuracy", is_flag=True,
               help="Run the accuracy benchmark (transfer on real data) instead of throughput.")
+@click.option("--end-to-end", "end_to_end", is_flag=True,
+              help="Time Engine.run epochs (data order, callbacks, lifecycle hooks, "
+                   "checkpoints) against plain model.fit of the same model and data.")
+@click.option("--sources", multiple=True, metavar="NAMES",
+              help="--end-to-end: arrays (in memory) and/or stream (a pipeline); default both.")
+@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True,
+              help="--end-to-end: timed epochs per repeat, each side.")
+@click.option("--no-run-folder", "no_run_folder", is_flag=True,
+              help="--end-to-end: the engine saves nothing (no checkpoints, no report), "
+                   "to time its training loop alone.")
 @click.option("--seeds", type=click.IntRange(min=1), default=None,
               help="--accuracy: paired seeds per strategy, 0, 1, ... (default 5; --quick 2).")
 @click.option("--budgets", default=None, metavar="N,N,...",
@@ -59,14 +69,18 @@ def _names(values) -> list[str]:
               show_default=True, help="Folder for bench.json, bench.md and bench.png.")
 @handle_errors
 def bench(backbones, strategies, image_size, batch_sizes, precisions, steps, repeats, accuracy,
-          seeds, budgets, rates, severity, cache, quick, weights, data_dir, out):
-    """Benchmark training throughput against the seed's plain Keras code, or (--accuracy)
-    accuracy per strategy; write bench.json, bench.md and bench.png."""
+          end_to_end, sources, epochs, no_run_folder, seeds, budgets, rates, severity,
+          cache, quick, weights, data_dir, out):
+    """Benchmark training throughput against the seed's plain Keras code, (--end-to-end)
+    Engine.run epochs against plain model.fit, or (--accuracy) accuracy per strategy;
+    write bench.json, bench.md and bench.png. One backend per call: set KERAS_BACKEND."""
     from finetunekit.bench.runner import run_bench
 
     run_bench(backbones=_names(backbones), strategies=_names(strategies), image_size=image_size,
               batch_sizes=list(batch_sizes), precisions=_names(precisions), steps=steps,
-              repeats=repeats, accuracy=accuracy, seeds=seeds, quick=quick, weights=weights,
+              repeats=repeats, accuracy=accuracy, end_to_end=end_to_end,
+              sources=_names(sources), epochs=epochs, run_folder=not no_run_folder,
+              seeds=seeds, quick=quick, weights=weights,
               data=data_dir, out=Path(out), command=" ".join(["finetunekit", *sys.argv[1:]]),
               accuracy_options={"budgets": _budgets(budgets), "rates": _rates(rates),
                                 "severity": severity, "cache": cache})

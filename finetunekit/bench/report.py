@@ -14,7 +14,7 @@ from finetunekit.core.errors import PersistenceError
 from finetunekit.core.run_folder import atomic_write
 
 OUTPUTS = ("bench.json", "bench.md", "bench.png", *ACCURACY_FIGURES)
-"""The files ``finetunekit bench`` may write (``bench.png``: throughput; the two figures:
+"""The files ``finetunekit bench`` may write (``bench.png``: throughput or end to end; the two figures:
 ``--accuracy``)."""
 
 
@@ -56,6 +56,23 @@ def throughput_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def end_to_end_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table of end-to-end rows: Engine.run epochs, plain fit, the ratio."""
+    lines = ["| backbone | strategy | source | run folder | batch | precision | size | "
+             "images/epoch | Engine.run img/s | plain fit img/s | ratio (min-max) | "
+             "CPU ratio | s between epochs | device |",
+             "| --- | --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: "
+             "| ---: | --- |"]
+    for r in rows:
+        lines.append(f"| {r['backbone']} | {r['strategy']} | {r['source']} | "
+                     f"{'yes' if r['run_folder'] else 'no'} | {r['batch']} | {r['precision']} | "
+                     f"{r['image_size']} | {r['steps'] * r['batch']} | "
+                     f"{r['engine_images_per_s']:,.1f} | {r['plain_images_per_s']:,.1f} | "
+                     f"{r['ratio']:.3f} ({r['ratio_min']:.3f}-{r['ratio_max']:.3f}) | "
+                     f"{r['cpu_ratio']:.3f} | {r['between_epochs_s']:.3f} | {r['device']} |")
+    return "\n".join(lines)
+
+
 def markdown(result: dict[str, Any]) -> str:
     """``bench.md``: the command, then a table per benchmark that ran."""
     parts = ["# finetunekit bench", "", f"Command: `{result['command']}`", "",
@@ -67,6 +84,18 @@ def markdown(result: dict[str, Any]) -> str:
                   "fed uint8 (Rescaling in the model); each ratio = finetunekit / that plain "
                   "code.", "",
                   throughput_table(result["throughput"]), ""]
+    if result.get("end_to_end"):
+        parts += ["## End to end: Engine.run epochs against plain model.fit", "",
+                  "Images/s over the timed epochs (the engine's first epoch, tracing, "
+                  "excluded; the plain side warmed up once), median of the repeats, the two "
+                  "alternating; ratio = Engine.run / plain fit, median (min-max) of the "
+                  "repeats' ratios. 'CPU ratio': the process's CPU seconds per epoch, plain / "
+                  "Engine.run (median; steadier than wall time on a shared machine). 'run "
+                  "folder': the engine wrote its checkpoint and "
+                  "report at every epoch end; 's between epochs': the engine's time from an "
+                  "epoch's end to the next one's begin (those writes, the data order, the "
+                  "next fit call's set-up).", "",
+                  end_to_end_table(result["end_to_end"]), ""]
     if result.get("accuracy"):
         parts += accuracy_markdown(result["accuracy"])
     return "\n".join(parts)
@@ -78,17 +107,32 @@ def chart(result: dict[str, Any], path: Path) -> None:
 
     from finetunekit.results.plots import save_png
 
-    rows = result["throughput"]
-    figure = Figure(figsize=(max(6, 1.2 * len(rows)), 4), layout="constrained")
-    ax = figure.subplots()
-    xs = range(len(rows))
-    ax.bar([x - 0.27 for x in xs], [r["images_per_s"] for r in rows], 0.27, label="finetunekit")
-    ax.bar(list(xs), [r["baseline_images_per_s"] for r in rows], 0.27, label="plain seed code")
-    ax.bar([x + 0.27 for x in xs], [r["plain_uint8_images_per_s"] for r in rows], 0.27,
-           label="plain, uint8 fed")
-    ax.set_xticks(list(xs), [r["id"] for r in rows], rotation=30, ha="right", fontsize=7)
-    ax.set_ylabel("training images/s")
-    ax.legend()
+    panels = [k for k in ("throughput", "end_to_end") if result.get(k)]
+    bars = max(len(result.get(k) or []) for k in ("throughput", "end_to_end"))
+    figure = Figure(figsize=(max(6, 1.2 * bars), 4 * len(panels)), layout="constrained")
+    axes = figure.subplots(len(panels), 1, squeeze=False)[:, 0]
+    for ax, kind in zip(axes, panels):
+        rows = result[kind]
+        xs = range(len(rows))
+        if kind == "throughput":
+            ax.bar([x - 0.27 for x in xs], [r["images_per_s"] for r in rows], 0.27,
+                   label="finetunekit")
+            ax.bar(list(xs), [r["baseline_images_per_s"] for r in rows], 0.27,
+                   label="plain seed code")
+            ax.bar([x + 0.27 for x in xs], [r["plain_uint8_images_per_s"] for r in rows], 0.27,
+                   label="plain, uint8 fed")
+            ax.set_xticks(list(xs), [r["id"] for r in rows], rotation=30, ha="right",
+                          fontsize=7)
+            ax.set_ylabel("training images/s")
+        else:
+            ax.bar([x - 0.2 for x in xs], [r["engine_images_per_s"] for r in rows], 0.4,
+                   label="Engine.run")
+            ax.bar([x + 0.2 for x in xs], [r["plain_images_per_s"] for r in rows], 0.4,
+                   label="plain model.fit")
+            ax.set_xticks(list(xs), [f"{r['id']}\nratio {r['ratio']:.2f}" for r in rows],
+                          rotation=30, ha="right", fontsize=7)
+            ax.set_ylabel("training images/s, end to end")
+        ax.legend()
     save_png(figure, path, dpi=110)
 
 
@@ -99,7 +143,7 @@ def write(result: dict[str, Any], out: Path) -> list[Path]:
     atomic_write(out / "bench.json", json.dumps(result, indent=2))
     atomic_write(out / "bench.md", markdown(result))
     written = [out / "bench.json", out / "bench.md"]
-    if result.get("throughput"):
+    if result.get("throughput") or result.get("end_to_end"):
         chart(result, out / "bench.png")
         written.append(out / "bench.png")
     if result.get("accuracy"):

@@ -39,7 +39,9 @@ def run_bench(*, backbones: list[str], strategies: list[str], image_size: int | 
               batch_sizes: list[int], precisions: list[str], steps: int, repeats: int,
               accuracy: bool, seeds: int | None, quick: bool, weights: str | None,
               data: str | None, out: Path, command: str, console=None,
-              accuracy_options: dict[str, Any] | None = None) -> dict[str, Any]:
+              accuracy_options: dict[str, Any] | None = None, end_to_end: bool = False,
+              sources: list[str] | None = None, epochs: int = 2,
+              run_folder: bool = True) -> dict[str, Any]:
     """Run ``finetunekit bench`` (the options as in ``finetunekit bench --help``).
 
     Every name is checked, and ``out`` too, before anything trains, so a typo fails in
@@ -53,6 +55,7 @@ def run_bench(*, backbones: list[str], strategies: list[str], image_size: int | 
     import keras
     from rich.console import Console
 
+    from finetunekit.bench import end_to_end as e2e
     from finetunekit.core.engine import Engine
 
     console = console or Console()
@@ -63,11 +66,15 @@ def run_bench(*, backbones: list[str], strategies: list[str], image_size: int | 
         # throughput builds its KerasHub ViTs itself; the accuracy benchmark its tiny ViT
         if not (accuracy and name == "vit_tiny") and (accuracy or name not in HUB_MODELS):
             engine.catalogue.get("backbone", name, key="--backbones")
+    if accuracy and end_to_end:
+        raise RecipeError("--accuracy and --end-to-end are two benchmarks; pass one of them.")
     if not strategies and not (accuracy and quick):
-        strategies = all_strategies(engine) if accuracy else list(SEED_STRATEGIES)
+        strategies = (all_strategies(engine) if accuracy else ["full"] if end_to_end
+                      else list(SEED_STRATEGIES))
     for name in strategies:
         engine.catalogue.get("strategy", name, key="--strategies")
     precisions = [check_precision(p) for p in precisions or ["float32"]]
+    sources = [e2e.check_source(s) for s in sources or e2e.SOURCES]
     report.check_out(out)
     report.check_matplotlib()
     result: dict[str, Any] = {"command": command, "backend": keras.backend.backend(),
@@ -95,6 +102,28 @@ def run_bench(*, backbones: list[str], strategies: list[str], image_size: int | 
         for backbone in settings.backbones:
             console.print(accuracy_report.table(summary, backbone), soft_wrap=True,
                           highlight=False)
+    elif end_to_end:
+        rows = []
+        for backbone in backbones:
+            for strategy in strategies:
+                for batch in batch_sizes or [8]:
+                    for precision in precisions:
+                        for source in sources:
+                            config = e2e.EndToEndConfig(
+                                backbone=backbone, strategy=strategy, batch_size=batch,
+                                precision=precision, image_size=image_size or 32, steps=steps,
+                                epochs=epochs, repeats=repeats, source=source,
+                                run_folder=run_folder)
+                            row = e2e.measure_end_to_end(config)
+                            rows.append(row)
+                            console.print(
+                                f"{row['id']}: Engine.run {row['engine_images_per_s']:,.1f} "
+                                f"img/s, plain fit {row['plain_images_per_s']:,.1f} img/s, "
+                                f"ratio {row['ratio']:.3f} ({row['ratio_min']:.3f}-"
+                                f"{row['ratio_max']:.3f}); {row['between_epochs_s']:.2f} s "
+                                "between epochs")
+        result["end_to_end"] = rows
+        console.print(report.end_to_end_table(rows), soft_wrap=True, highlight=False)
     else:
         rows = []
         presets: dict[tuple[str, int], str] = {}

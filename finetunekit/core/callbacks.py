@@ -7,6 +7,11 @@ callback handed to ``fit`` directly would see ``on_train_begin`` every epoch (Ke
 :class:`~finetunekit.core.training.Lifecycle`: ``on_train_begin`` once, epoch and batch
 calls with the run's global epoch number, ``on_train_end`` once, and ``self.model`` the
 model that trains the current stage.
+
+Each ``fit`` gets a :class:`StageCallbacks`, which hands a batch's logs to Python only
+when some callback implements that batch method (see there): by default a step's loss
+stays on the device, and the training loss is checked for NaN once per epoch
+(:func:`check_finite`).
 """
 
 from __future__ import annotations
@@ -128,6 +133,66 @@ class RunCallbacks:
                 if (state := callback_state(callback)) is not None}
 
 
+BATCH_METHODS: dict[str, tuple[str, ...]] = {
+    "on_train_batch_begin": ("on_train_batch_begin", "on_batch_begin"),
+    "on_train_batch_end": ("on_train_batch_end", "on_batch_end"),
+    "on_test_batch_begin": ("on_test_batch_begin",),
+    "on_test_batch_end": ("on_test_batch_end",),
+}
+"""Keras's batch methods a ``fit`` calls, each with the methods that implement it (a
+callback's default ``on_train_batch_end`` calls its ``on_batch_end``)."""
+
+
+def implements(callback: Any, method: str) -> bool:
+    """Whether `callback` does something in the batch `method` (one of
+    :data:`BATCH_METHODS`): Keras marks ``Callback``'s own empty methods ``_is_default``."""
+    return not all(getattr(getattr(callback, name), "_is_default", False)
+                   for name in BATCH_METHODS[method])
+
+
+class StageCallbacks(keras.callbacks.CallbackList):
+    """The callbacks of one stage's ``fit`` calls, handed to ``fit`` as they are.
+
+    Keras's own list converts every step's logs to Python floats, which waits for the
+    step to finish (a device-to-host sync on JAX, on a GPU under TensorFlow): on the
+    training thread, or, when every callback is ``async_safe`` or leaves the batch
+    methods empty, on a worker thread, one task per step. This list skips a batch
+    method that none of its callbacks implements (:func:`implements`), so by default
+    no step's logs leave the device; when one does implement it (a lifecycle plugin's
+    ``finetunekit_batch_end``, a user's Keras callback), Keras's own dispatch runs,
+    asynchronous if every callback allows it.
+
+    Args:
+        callbacks: list of ``keras.callbacks.Callback``.
+        model: the model ``fit`` trains (``fit`` does not set it on a given list).
+        params: dict. Keras's ``callback.params`` (``epochs``, ``steps``, ``verbose``).
+    """
+
+    def __init__(self, callbacks: list[Any], model: Any, params: dict[str, Any]):
+        # a History, as Keras's own list has: fit returns model.history; started here too
+        # because an epoch loop of our own (multi_worker) never calls on_train_begin
+        super().__init__(list(callbacks), add_history=True, model=model, **params)
+        self._history.on_train_begin()
+        self.needed = {method: any(implements(c, method) for c in self.callbacks)
+                       for method in BATCH_METHODS}
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.needed["on_train_batch_begin"]:
+            super().on_train_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.needed["on_train_batch_end"]:
+            super().on_train_batch_end(batch, logs)
+
+    def on_test_batch_begin(self, batch, logs=None):
+        if self.needed["on_test_batch_begin"]:
+            super().on_test_batch_begin(batch, logs)
+
+    def on_test_batch_end(self, batch, logs=None):
+        if self.needed["on_test_batch_end"]:
+            super().on_test_batch_end(batch, logs)
+
+
 class EarlyStopping(keras.callbacks.Callback):
     """``[train.early_stopping]``: stop when a logged metric stops improving.
 
@@ -141,6 +206,7 @@ class EarlyStopping(keras.callbacks.Callback):
     """
 
     state_key = "train.early_stopping"
+    async_safe = True  # epoch ends only: Keras may dispatch batch ends off the main thread
 
     def __init__(self, run: Any, *, monitor: str, patience: int, min_delta: float, mode: str,
                  restore_best: bool):
@@ -198,6 +264,9 @@ def check_finite(logs: dict[str, float], epoch: int, run: Any) -> None:
 
     Checked once per epoch, from the logs Keras already brought to the host, before the
     epoch is recorded or checkpointed: the last checkpoint stays the last good epoch.
+    Not per step: that would bring every step's loss to the host (a device sync). A loss
+    that turns NaN mid-epoch stays NaN in the epoch's running mean, so it is caught at
+    that epoch's end.
     """
     loss = logs.get("loss")
     if loss is None or math.isfinite(loss):

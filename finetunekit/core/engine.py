@@ -27,7 +27,7 @@ import keras
 from finetunekit.core import assembly
 from finetunekit.core.analysis import Analysis
 from finetunekit.core.saving import Saving
-from finetunekit.core.callbacks import run_callbacks_of
+from finetunekit.core.callbacks import StageCallbacks, run_callbacks_of
 from finetunekit.core.catalogue import Catalogue
 from finetunekit.core.checkpoint import (
     Checkpoint,
@@ -293,7 +293,10 @@ class Engine(Analysis, Saving):
                 trainer, stage_data = self.cached_head(run, data, batch_size)
             run_callbacks.begin(trainer, state.get("callbacks"))
             # the stage's schedule may need a callback (plateau): compile_stage sets them
-            lifecycle = [Lifecycle(self, run, stage, run_callbacks), *run.stage_callbacks]
+            # one list for the stage's fit calls; it skips batch methods nothing implements
+            lifecycle = StageCallbacks([Lifecycle(self, run, stage, run_callbacks),
+                                        *run.stage_callbacks], trainer,
+                                       {"epochs": run.plan.epochs, "steps": steps, "verbose": 0})
             trainer.stop_training = False  # as Keras's fit does; the epoch loop does not
             for current in range(max(epoch, start), end):
                 epoch_data = (run.mix.epoch(stage_data, batch_size, current, seed)

@@ -166,13 +166,31 @@ def finetunekit_stage_start(run, stage, index):
 
 
 @hookspec
+def finetunekit_batch_start(run, stage, batch):
+    """A training step is about to be dispatched; it carries no metrics, so it costs no
+    device sync. Progress displays use it. Keep implementations cheap: this runs every
+    step, on the training thread, and only when some plugin implements it.
+
+    :param run: the :class:`~finetunekit.Run` (``run.steps_per_epoch``, ``run.epoch``).
+    :param stage: the :class:`~finetunekit.Stage` training.
+    :param batch: int. Step number within the epoch, from 0.
+    """
+
+
+@hookspec
 def finetunekit_batch_end(run, stage, batch, logs):
-    """A training step finished. Keep implementations cheap: this runs every step.
+    """A training step finished, with its running metrics.
+
+    Implementing it costs a device-to-host sync per step: Keras converts every step's
+    logs to Python floats, on the training thread, before this runs (without any
+    implementation, the engine leaves them on the device). Prefer
+    ``finetunekit_batch_start`` or ``finetunekit_epoch_end`` when the values are not
+    needed every step. Keep implementations cheap.
 
     :param run: the :class:`~finetunekit.Run`.
     :param stage: the :class:`~finetunekit.Stage` training.
     :param batch: int. Step number within the epoch, from 0.
-    :param logs: dict of running metric values.
+    :param logs: dict of running metric values (Python floats).
     """
 
 

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from finetunekit.core import stages
-from finetunekit.core.callbacks import check_finite
+from finetunekit.core.callbacks import BATCH_METHODS, check_finite, implements
 from finetunekit.core.components import BuiltHead, Data, Plan, Stage
 from finetunekit.core.manager import hookimpl
 from finetunekit.core.errors import DataError, PersistenceError
@@ -135,21 +135,31 @@ class Lifecycle(keras.callbacks.Callback):
     At an epoch end, in order: a non-finite loss raises; the run's callbacks see the
     epoch (one that sets ``model.stop_training`` stops the run); the history row is
     added; the ``finetunekit_epoch_end`` hooks run (the checkpoint writer last).
+
+    Batch methods cost a host sync per step when they receive logs, so each is kept
+    only if something needs it: ``finetunekit_batch_start`` (no logs, no sync) if a
+    plugin implements it, ``finetunekit_batch_end`` if a plugin implements it, and the
+    run's callbacks' own batch methods if they implement them. The others stay Keras's
+    empty defaults, which :class:`~finetunekit.core.callbacks.StageCallbacks` skips.
+    ``async_safe`` holds when no plugin takes batch ends (pluggy hooks run in order, on
+    the training thread) and every run callback that takes them is ``async_safe``.
     """
 
     def __init__(self, engine: Any, run: Run, stage: Stage, callbacks: Any = None):
         super().__init__()
         self.engine, self.run, self.stage, self.callbacks = engine, run, stage, callbacks
-        # a per-batch hook costs a host sync per step: call it only if implemented, and
-        # leave Keras's default batch-end methods in place (Keras marks them _is_default
-        # and then dispatches batch ends asynchronously) when nothing needs them
-        self._batch_hook = bool(engine.pm.hook.finetunekit_batch_end.get_hookimpls())
+        hook = engine.pm.hook
+        self._batch_start = bool(hook.finetunekit_batch_start.get_hookimpls())
+        self._batch_end = bool(hook.finetunekit_batch_end.get_hookimpls())
         users = callbacks.callbacks if callbacks is not None else []
-        for method, hooked in (("on_train_batch_end", self._batch_hook),
-                               ("on_test_batch_end", False)):
-            if not hooked and all(getattr(getattr(c, name), "_is_default", False)
-                                  for c in users for name in (method, "on_batch_end")):
+        for method in BATCH_METHODS:
+            plugin = {"on_train_batch_begin": self._batch_start,
+                      "on_train_batch_end": self._batch_end}.get(method, False)
+            if not plugin and not any(implements(c, method) for c in users):
                 setattr(self, method, getattr(keras.callbacks.Callback, method).__get__(self))
+        self.async_safe = not self._batch_end and all(
+            getattr(c, "async_safe", False) for c in users
+            if any(implements(c, m) for m in ("on_train_batch_end", "on_test_batch_end")))
 
     def _forward(self, method: str, *args: Any) -> None:
         if self.callbacks is not None:
@@ -161,10 +171,13 @@ class Lifecycle(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         self._forward("on_train_batch_begin", batch, logs)
+        if self._batch_start:
+            self.engine.call("finetunekit_batch_start", run=self.run, stage=self.stage,
+                             batch=batch)
 
     def on_train_batch_end(self, batch, logs=None):
         self._forward("on_train_batch_end", batch, logs)
-        if self._batch_hook:
+        if self._batch_end:
             self.engine.call("finetunekit_batch_end", run=self.run, stage=self.stage,
                              batch=batch, logs=dict(logs or {}))
 

@@ -115,3 +115,37 @@ def test_out_never_overwrites_results(tmp_path):
     file.write_text("mine", encoding="utf-8")
     assert _bench("--out", str(file)).exit_code == 2
     assert file.read_text(encoding="utf-8") == "mine"
+
+
+END_TO_END_FIELDS = ("source", "engine_images_per_s", "plain_images_per_s", "ratio",
+                     "ratio_min", "ratio_max", "between_epochs_s", "run_folder", "device")
+
+
+@pytest.mark.jax
+def test_end_to_end_rows_and_files(tmp_path):
+    out = tmp_path / "results"
+    result = _bench("--end-to-end", "--sources", "stream", "--image-size", "32",
+                    "--batch-size", "2", "--steps", "1", "--epochs", "1", "--repeats", "1",
+                    "--out", str(out))
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "bench.json").read_text(encoding="utf-8"))
+    (row,) = saved["end_to_end"]
+    for field in END_TO_END_FIELDS:
+        assert field in row, field
+    assert (row["strategy"], row["source"], row["run_folder"]) == ("full", "stream", True)
+    assert row["ratio"] == pytest.approx(
+        row["engine_images_per_s"] / row["plain_images_per_s"], rel=0.01)
+    assert "Engine.run" in result.output
+    assert "| vgg16 | full | stream | yes |" in (out / "bench.md").read_text(encoding="utf-8")
+    assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sources", "strem"], "Did you mean 'stream'"),
+    (["--strategies", "two_stage"], "one-stage strategies; 'two_stage' trains in 2 stages"),
+    (["--accuracy"], "two benchmarks; pass one of them"),
+])
+def test_end_to_end_refusals_exit_2_before_timing(tmp_path, args, message):
+    result = _bench("--end-to-end", *args, "--out", str(tmp_path / "r"))
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "r").exists()

@@ -25,10 +25,14 @@ def _format_logs(logs: dict) -> str:
 
 
 class RichProgress:
-    """Show a bar per epoch (steps done of ``run.steps_per_epoch``, elapsed time, ETA,
-    then "validating" once the last step is done) and a line of metrics after it.
+    """Show a bar per epoch (steps started of ``run.steps_per_epoch``, elapsed time, ETA,
+    then "validating" once the last step is under way) and a line of metrics after it.
 
-    The bar is redrawn at most every `interval` seconds: the per-step hook stays cheap.
+    The bar follows ``finetunekit_batch_start``, which carries no metrics: it never makes
+    Keras bring a step's logs to the host (no device sync per step); the metrics are
+    printed once per epoch. It counts steps dispatched, which on an asynchronous device
+    may run a little ahead of steps finished. The bar is redrawn at most every
+    `interval` seconds, so the per-step hook stays a comparison of two clocks.
 
     Args:
         console: rich Console or None. Where to print; stderr by default.
@@ -53,7 +57,7 @@ class RichProgress:
         )
 
     @hookimpl
-    def finetunekit_batch_end(self, run, stage, batch, logs):
+    def finetunekit_batch_start(self, run, stage, batch):
         total = run.steps_per_epoch
         if self._progress is None:
             self._progress = Progress(TextColumn("  {task.description}"), BarColumn(),

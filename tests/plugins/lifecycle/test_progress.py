@@ -14,12 +14,12 @@ from finetunekit.plugins.lifecycle.progress import RichProgress
 def test_the_bar_knows_its_total_and_shows_the_validation_phase():
     progress = RichProgress(Console(file=io.StringIO(), width=100), interval=3600.0)
     run = SimpleNamespace(steps_per_epoch=3, epoch=2, plan=SimpleNamespace(epochs=4))
-    progress.finetunekit_batch_end(run=run, stage=None, batch=0, logs={})
+    progress.finetunekit_batch_start(run=run, stage=None, batch=0)
     task = progress._progress.tasks[0]
     assert task.total == 3 and task.description == "epoch 2/4"
-    progress.finetunekit_batch_end(run=run, stage=None, batch=1, logs={})
+    progress.finetunekit_batch_start(run=run, stage=None, batch=1)
     assert task.completed == 1  # within the interval: not redrawn
-    progress.finetunekit_batch_end(run=run, stage=None, batch=2, logs={})
+    progress.finetunekit_batch_start(run=run, stage=None, batch=2)
     assert task.completed == 3 and task.description == "epoch 2: validating"
     progress.finetunekit_epoch_end(run=run, stage=None, epoch=2, logs={"loss": 0.5})
     assert "epoch   2  loss 0.5000" in progress.console.file.getvalue()
