@@ -72,13 +72,15 @@ def list_entries(folder, as_json):
 
     table = Table(title=escape(printable(folder)))
     table.add_column("key", no_wrap=True, min_width=12)  # what `cache clear` takes
-    for column in ("backbone", "rows", "features", "size", "last used", "created"):
-        table.add_column(column, justify="right" if column in ("rows", "size") else "left")
+    table.add_column("backbone", no_wrap=True)
+    for column in ("rows", "features", "size", "last used", "created"):
+        table.add_column(column, justify="right" if column in ("rows", "size") else "left",
+                         overflow="fold")  # a narrow terminal wraps, never cuts, a date
     for entry in found:
         row = _row(entry)
-        table.add_row(entry.key[:12], escape(printable(row["backbone"])), str(row["rows"]),
-                      "x".join(map(str, row["shape"] or [])), _size(entry.size),
-                      row["last_used"], row["created"])
+        table.add_row(entry.key[:12], escape(printable(row["backbone"] or "-")),
+                      str(row["rows"]), "x".join(map(str, row["shape"] or [])),
+                      _size(entry.size), row["last_used"], row["created"][:10])
     console = Console()
     if found:
         console.print(table)
@@ -92,7 +94,7 @@ def list_entries(folder, as_json):
                    "`finetunekit cache clear --all` removes them.")
 
 
-@cache.command()
+@cache.command(short_help="Remove entries: by key, all, or unused for some days.")
 @click.argument("keys", nargs=-1)
 @click.option("--all", "everything", is_flag=True, help="Remove every entry.")
 @click.option("--older-than", type=click.FloatRange(min=0), metavar="DAYS", default=None,

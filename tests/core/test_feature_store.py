@@ -42,6 +42,7 @@ def _cache(folder, **kwargs):
     return FeatureCache(memory_limit=0, folder=folder, shard_bytes=3 * ROW, **kwargs)
 
 
+@pytest.mark.jax
 def test_shards_read_by_shuffled_indices_equal_a_direct_predict(engine, tmp_path):
     run = engine.build(tiny_recipe())
     x, y = tiny_data(n=8).train
@@ -84,6 +85,7 @@ def test_a_killed_computation_is_not_trusted_and_is_recomputed(engine, tmp_path)
     assert not dead.exists()  # cleaned by the eviction pass after the write
 
 
+@pytest.mark.jax
 def test_lru_eviction_removes_the_least_recently_used_and_keeps_entries_in_use(engine, tmp_path):
     run = engine.build(tiny_recipe())
     sets = [ArrayExamples(x, y) for x, y in (tiny_data(n=4, seed=s).train for s in range(4))]
