@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from finetunekit.cli.main import handle_errors
-from finetunekit.core import feature_store
+from finetunekit.core import feature_folder, feature_store
 from finetunekit.core.errors import FinetunekitError, printable
 from finetunekit.core.manager import hookimpl
 
@@ -37,7 +37,7 @@ def _when(seconds: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
 
 
-def _row(entry: feature_store.Entry) -> dict:
+def _row(entry: feature_folder.Entry) -> dict:
     manifest = entry.manifest
     return {"key": entry.key, "backbone": manifest.get("backbone"),
             "rows": manifest.get("rows"), "shape": manifest.get("shape"),
@@ -57,8 +57,8 @@ def cache():
 def list_entries(folder, as_json):
     """Each entry (least recently used first), the folder and the total."""
     folder = folder or feature_store.default_folder()
-    found = feature_store.entries(folder)
-    left = feature_store.leftovers(folder)
+    found = feature_folder.entries(folder)
+    left = feature_folder.leftovers(folder)
     total = sum(entry.size for entry in found)
     if as_json:
         click.echo(json.dumps({"folder": str(folder), "total_bytes": total,
@@ -112,7 +112,7 @@ def clear(keys, everything, older_than, folder):
             f"{f', --older-than {older_than:g}' if older_than is not None else ''}. "
             "See `finetunekit cache list` for the keys.")
     folder = folder or feature_store.default_folder()
-    found = feature_store.entries(folder)
+    found = feature_folder.entries(folder)
     if keys:
         chosen = []
         for key in keys:
@@ -132,7 +132,7 @@ def clear(keys, everything, older_than, folder):
     removed, kept = [], []
     for entry in chosen:
         (removed if feature_store.remove(entry.path) else kept).append(entry)
-    leftovers = feature_store.leftovers(folder) if everything else []
+    leftovers = feature_folder.leftovers(folder) if everything else []
     for path in leftovers:
         feature_store.remove(path)
     for entry in removed:
