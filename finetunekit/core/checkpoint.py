@@ -15,6 +15,7 @@ under a final name, never a truncated file.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import re
@@ -94,13 +95,25 @@ def join_arrays(value: Any, arrays: Any) -> Any:
 
 
 def _values(variables) -> tuple[list[str], list[np.ndarray]]:
-    return [v.path for v in variables], [np.asarray(keras.ops.convert_to_numpy(v)) for v in variables]
+    # a copy: a backend may hand out a view of a buffer the next step reuses (JAX
+    # donates its arrays), and a snapshot is written while training goes on
+    return ([v.path for v in variables],
+            [np.array(keras.ops.convert_to_numpy(v), copy=True) for v in variables])
 
 
-def write_checkpoint(path: Path, model: Any, *, epoch: int = 0, stage_index: int = 0,
-                     recipe: str = "", history: list | None = None,
-                     steps_per_epoch: int | None = None, state: dict | None = None) -> Path:
-    """Write `model` (and its optimizer, if compiled and built) to `path`, atomically.
+@dataclass(frozen=True)
+class Snapshot:
+    """A checkpoint's content copied to host memory (:func:`snapshot`), ready to write
+    while training goes on (:func:`write_snapshot`)."""
+
+    meta: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+
+
+def snapshot(model: Any, *, epoch: int = 0, stage_index: int = 0, recipe: str = "",
+             history: list | None = None, steps_per_epoch: int | None = None,
+             state: dict | None = None) -> Snapshot:
+    """Copy `model` (and its optimizer, if compiled and built) and the run's state.
 
     `state` holds JSON values and numpy arrays, in dicts and lists (:func:`split_arrays`).
     """
@@ -111,16 +124,32 @@ def write_checkpoint(path: Path, model: Any, *, epoch: int = 0, stage_index: int
         opt_paths, opt_values = _values(optimizer.variables)
     meta = {
         "finetunekit_checkpoint": VERSION, "epoch": epoch, "stage_index": stage_index,
-        "recipe": recipe, "history": history or [], "model_paths": model_paths,
-        "optimizer_paths": opt_paths, "backend": keras.backend.backend(),
-        "steps_per_epoch": steps_per_epoch,
+        "recipe": recipe, "history": copy.deepcopy(history or []),
+        "model_paths": model_paths, "optimizer_paths": opt_paths,
+        "backend": keras.backend.backend(), "steps_per_epoch": steps_per_epoch,
     }
     arrays: dict[str, np.ndarray] = {}
-    meta["state"] = split_arrays(state or {}, arrays)
+    meta["state"] = copy.deepcopy(split_arrays(state or {}, arrays))
+    arrays = {key: np.array(value, copy=True) for key, value in arrays.items()}
     arrays.update({f"m{i}": value for i, value in enumerate(model_values)})
     arrays.update({f"o{i}": value for i, value in enumerate(opt_values)})
-    atomic_write(path, lambda handle: np.savez(handle, meta=np.array(json.dumps(meta)), **arrays))
+    return Snapshot(meta, arrays)
+
+
+def write_snapshot(path: Path, taken: Snapshot) -> Path:
+    """Write a :class:`Snapshot` to `path`, atomically (safe on any thread)."""
+    atomic_write(path, lambda handle: np.savez(
+        handle, meta=np.array(json.dumps(taken.meta)), **taken.arrays))
     return path
+
+
+def write_checkpoint(path: Path, model: Any, **content: Any) -> Path:
+    """Write `model` (and its optimizer, if compiled and built) to `path`, atomically.
+
+    `content` is :func:`snapshot`'s keywords (epoch, stage_index, recipe, history,
+    steps_per_epoch, state).
+    """
+    return write_snapshot(path, snapshot(model, **content))
 
 
 def read_checkpoint(path: Path) -> Checkpoint:

@@ -255,6 +255,16 @@ class Engine(Analysis, Saving):
                 its optimizer state if that stage was not finished.
             callbacks: Keras callbacks over the whole run (:meth:`run`).
         """
+        try:
+            self._fit(run, data, resume, callbacks)
+        except BaseException:
+            run.writes.wait(quiet=True)  # the last good checkpoint is on disk, then raise
+            raise
+        run.writes.wait()
+        return run
+
+    def _fit(self, run: Run, data: Data, resume: Checkpoint | None,
+             callbacks: Iterable[keras.callbacks.Callback]) -> None:
         recipe = run.recipe
         check_data(data, run)
         self.distributions.check_data(recipe["train"]["distribution"], data.train)
@@ -316,7 +326,6 @@ class Engine(Analysis, Saving):
             # a cached stage trains the head alone; one call marks the whole model as
             # used, which Keras's exporters require
             run.model(first, training=False)
-        return run
 
     @scoped
     def prepare_stage(self, run: Run, index: int) -> None:

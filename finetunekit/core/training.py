@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from finetunekit.core import stages
+from finetunekit.core.background import BackgroundWrites
 from finetunekit.core.callbacks import BATCH_METHODS, check_finite, implements
 from finetunekit.core.components import BuiltHead, Data, Plan, Stage
 from finetunekit.core.manager import hookimpl
@@ -60,6 +61,9 @@ class Run:
             config when it came from Python (written to ``optimizer.json``).
         stage_callbacks: list. Keras callbacks the current stage's schedule needs
             (``schedule = "plateau"``), set at each compile; fit adds them.
+        writes: :class:`~finetunekit.core.background.BackgroundWrites`. Durable writes
+            a plugin hands off the training thread (the epoch checkpoints do);
+            ``Engine.fit`` waits for the last one before it returns or raises.
     """
 
     recipe: Recipe
@@ -84,6 +88,7 @@ class Run:
     optimizer: Any = None
     optimizers_used: list[dict[str, Any]] = field(default_factory=list)
     stage_callbacks: list[Any] = field(default_factory=list)
+    writes: BackgroundWrites = field(default_factory=BackgroundWrites, repr=False)
 
     def request_stop(self, reason: str) -> None:
         """End the run cleanly after the current epoch (the first request is kept).

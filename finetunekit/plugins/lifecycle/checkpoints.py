@@ -4,11 +4,17 @@ A lifecycle plugin: ``finetunekit resume RUN_DIR`` continues from the newest che
 ``save.keep_checkpoints = 0`` turns it off. It runs after the other plugins'
 ``finetunekit_epoch_end`` (``trylast``), so the checkpoint holds the state they left:
 a stop they requested, their :class:`~finetunekit.Observer` state.
+
+The model is copied to host memory at the epoch end and written (and older checkpoints
+pruned) on a background thread (:attr:`Run.writes <finetunekit.Run>`) while the next
+epoch trains: the ``fsync`` of a large checkpoint costs seconds of waiting, not of work.
+``Engine.fit`` waits for the write before it returns or raises.
 """
 
 from __future__ import annotations
 
-from finetunekit.core.checkpoint import checkpoint_path, prune_checkpoints, write_checkpoint
+from finetunekit.core.checkpoint import (checkpoint_path, prune_checkpoints, snapshot,
+                                         write_snapshot)
 from finetunekit.core.manager import hookimpl
 
 
@@ -17,8 +23,13 @@ def finetunekit_epoch_end(run, stage, epoch, logs):
     keep = run.recipe["save"]["keep_checkpoints"]
     if run.path is None or keep == 0:
         return
-    write_checkpoint(checkpoint_path(run.path, epoch), run.model, epoch=epoch,
-                     stage_index=run.stage_index, recipe=run.recipe.to_toml(),
-                     history=run.history, steps_per_epoch=run.steps_per_epoch,
-                     state=run.checkpoint_state())
-    prune_checkpoints(run.path, keep)
+    path, folder = checkpoint_path(run.path, epoch), run.path
+    taken = snapshot(run.model, epoch=epoch, stage_index=run.stage_index,
+                     recipe=run.recipe.to_toml(), history=run.history,
+                     steps_per_epoch=run.steps_per_epoch, state=run.checkpoint_state())
+
+    def write() -> None:
+        write_snapshot(path, taken)
+        prune_checkpoints(folder, keep)
+
+    run.writes.submit(write, what=str(path))
