@@ -94,20 +94,27 @@ def join_arrays(value: Any, arrays: Any) -> Any:
     return value
 
 
-def _values(variables) -> tuple[list[str], list[np.ndarray]]:
-    # a copy: a backend may hand out a view of a buffer the next step reuses (JAX
-    # donates its arrays), and a snapshot is written while training goes on
-    return ([v.path for v in variables],
-            [np.array(keras.ops.convert_to_numpy(v), copy=True) for v in variables])
+def _copies(variables) -> tuple[list[str], list[Any]]:
+    # a copy on the device, not yet on the host: cheap (on TensorFlow a variable's read
+    # is a copy-on-write snapshot; on JAX a new buffer, which outlives the ones the next
+    # train step donates), so the host transfer can happen while training goes on
+    return [v.path for v in variables], [keras.ops.copy(v) for v in variables]
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A checkpoint's content copied to host memory (:func:`snapshot`), ready to write
-    while training goes on (:func:`write_snapshot`)."""
+    """A checkpoint's content at one moment (:func:`snapshot`), ready to write while
+    training goes on (:func:`write_snapshot`).
+
+    Attributes:
+        meta: dict. The JSON part (epoch, recipe, history, state, variable paths).
+        arrays: dict of str to arrays. The state's numpy arrays, and copies of the
+            model's and optimizer's variables still on the device (numpy once written);
+            while the snapshot lives, the device holds one more copy of them.
+    """
 
     meta: dict[str, Any]
-    arrays: dict[str, np.ndarray]
+    arrays: dict[str, Any]
 
 
 def snapshot(model: Any, *, epoch: int = 0, stage_index: int = 0, recipe: str = "",
@@ -117,11 +124,11 @@ def snapshot(model: Any, *, epoch: int = 0, stage_index: int = 0, recipe: str = 
 
     `state` holds JSON values and numpy arrays, in dicts and lists (:func:`split_arrays`).
     """
-    model_paths, model_values = _values(model.variables)
+    model_paths, model_values = _copies(model.variables)
     optimizer = getattr(model, "optimizer", None)
     opt_paths, opt_values = ([], [])
     if optimizer is not None and optimizer.built:
-        opt_paths, opt_values = _values(optimizer.variables)
+        opt_paths, opt_values = _copies(optimizer.variables)
     meta = {
         "finetunekit_checkpoint": VERSION, "epoch": epoch, "stage_index": stage_index,
         "recipe": recipe, "history": copy.deepcopy(history or []),
@@ -138,8 +145,10 @@ def snapshot(model: Any, *, epoch: int = 0, stage_index: int = 0, recipe: str = 
 
 def write_snapshot(path: Path, taken: Snapshot) -> Path:
     """Write a :class:`Snapshot` to `path`, atomically (safe on any thread)."""
+    arrays = {key: np.asarray(keras.ops.convert_to_numpy(value))
+              for key, value in taken.arrays.items()}
     atomic_write(path, lambda handle: np.savez(
-        handle, meta=np.array(json.dumps(taken.meta)), **taken.arrays))
+        handle, meta=np.array(json.dumps(taken.meta)), **arrays))
     return path
 
 

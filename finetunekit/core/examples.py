@@ -30,6 +30,10 @@ class Examples(ABC):
     labels: np.ndarray
     shape: tuple[int, ...]
     dtype: str
+    can_fail: bool = False
+    """True when :meth:`read_available` may leave examples out (files that passed the
+    header check and fail to decode): an epoch's number of batches is then not known in
+    advance, since a batch whose every example fails is left out."""
 
     def __len__(self) -> int:
         return int(len(self.labels))

@@ -11,12 +11,15 @@ Two ways to read them, chosen per split:
   decoder (:meth:`Examples.tf_decoder`, e.g. image files: TensorFlow's C++ decoders in
   parallel, prefetched). A file that fails to decode is dropped from its batch, and the
   examples are told (:meth:`Examples.unreadable`).
-* a ``keras.utils.PyDataset`` otherwise (arrays, features, files under JAX without
-  TensorFlow, or a batch transform such as label mixing): batches read in worker threads
-  in order, each through :meth:`Examples.read_available`.
+* batches read from Python otherwise (arrays, features, files under JAX without
+  TensorFlow, or a batch transform such as label mixing): read ahead by the feed's own
+  threads and handed over in order, each through :meth:`Examples.read_available` (a
+  ``keras.utils.PyDataset``, or a generator for examples that can fail).
 
 Neither holds more than a few batches: no shuffled copy of the split, no copy through
-Keras's array adapter.
+Keras's array adapter. A batch whose every example fails to be read is left out of the
+epoch (it never reaches a train step, where an empty batch would make the loss NaN), and
+its examples are reported as any other that fails.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from finetunekit.core.errors import DataError
 from finetunekit.core.examples import ArrayExamples, Examples, epoch_order, is_examples
 
 Transform = Callable[[int, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -53,6 +57,8 @@ class Feed:
         given = np.asarray(examples.labels)
         self.labels = labels or (tuple(given.shape[1:]), str(given.dtype))  # one label's
         self.error: Exception | None = None  # a refusal raised inside a pipeline
+        self.observing = False  # read by a tf.data pipeline, which notes what it delivers
+        self.observed: set[int] = set()  # the batches it delivered
         self._seen_lock = threading.Lock()
 
     @classmethod
@@ -97,6 +103,22 @@ class Feed:
             x, y = self.transform(batch, positions, x, y)
         return x, y
 
+
+    def report_missing(self, *, complete: bool) -> None:
+        """Tell the examples about the batches a ``tf.data`` pipeline never delivered: a
+        batch whose every file failed to decode has no element left to batch. Call it
+        after the pipeline ran; `complete`: it ran to its end (else only the batches
+        before the last one delivered are known to be missing)."""
+        if not self.observing or (not self.observed and not complete):
+            return
+        end = len(self.batches) if complete else max(self.observed)
+        missing = [self.order[self.batches[n]] for n in range(end) if n not in self.observed
+                   and len(self.batches[n])]
+        delivered, self.observed = len(self.observed), set()
+        if missing:
+            self.examples.unreadable(np.concatenate(missing))
+        if not delivered:
+            raise nothing_read(self)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """Every batch, read and concatenated: the whole epoch in memory (for tests and
@@ -159,6 +181,7 @@ def _tf_dataset(feed: Feed, decode: Callable[[Any], Any]) -> Any:
     import tensorflow as tf
 
     examples = feed.examples
+    feed.observing = True
     flat = np.concatenate(feed.batches) if feed.batches else np.zeros(0, np.int64)
     bounds = np.cumsum([0] + [len(b) for b in feed.batches]).astype(np.int64)
     indices = tf.constant(feed.order[flat].astype(np.int64))
@@ -195,6 +218,7 @@ def _tf_dataset(feed: Feed, decode: Callable[[Any], Any]) -> Any:
 
 
 def _observe(feed: Feed, got: np.ndarray, number: int) -> np.int64:
+    feed.observed.add(number)
     expected = feed.order[feed.batches[number]]
     if len(got) != len(expected):
         missing = np.setdiff1d(expected, got)
@@ -207,18 +231,40 @@ def _observe(feed: Feed, got: np.ndarray, number: int) -> np.int64:
 
 
 def _read_in_threads(feed: Feed) -> Any:
-    """Batches of `feed` in order, read ahead by :meth:`Examples.read_workers` threads."""
+    """Batches of `feed` in order, read ahead by :meth:`Examples.read_workers` threads;
+    a batch with no readable example is left out (its examples were reported).
+
+    Raises:
+        DataError: not one example of the epoch could be read.
+    """
     from concurrent.futures import ThreadPoolExecutor
 
     workers = max(1, feed.examples.read_workers())
+    yielded = 0
     with ThreadPoolExecutor(workers, thread_name_prefix="finetunekit-read") as pool:
         ahead = 2 * workers  # bounded look-ahead: a few batches in memory, not the split
         pending = [pool.submit(feed.read, i) for i in range(min(ahead, len(feed)))]
-        for i in range(len(feed)):
-            x, y = pending.pop(0).result()
-            if i + ahead < len(feed):
-                pending.append(pool.submit(feed.read, i + ahead))
-            yield x, y
+        try:
+            for i in range(len(feed)):
+                x, y = pending.pop(0).result()
+                if i + ahead < len(feed):
+                    pending.append(pool.submit(feed.read, i + ahead))
+                if len(x):
+                    yielded += 1
+                    yield x, y
+        finally:  # left early (fit stopped, an error): read nothing more
+            for future in pending:
+                future.cancel()
+    if not yielded and len(feed):
+        raise nothing_read(feed)
+
+
+def nothing_read(feed: Feed) -> DataError:
+    """The error for an epoch of which not one example could be read."""
+    return DataError(
+        f"None of the {sum(len(b) for b in feed.batches)} examples of this epoch could be "
+        "read: every one failed to decode (the log names each file). Re-export or remove "
+        "them, or set data.in_memory = true to have them checked and skipped before training.")
 
 
 def _cores() -> int:
@@ -232,10 +278,16 @@ def _cores() -> int:
 
 def keras_input(feed: Feed) -> Any:
     """What ``fit`` takes for `feed`: a ``tf.data.Dataset`` on the TensorFlow backend when
-    the examples have a TensorFlow decoder and no transform applies, else a PyDataset
-    read by :meth:`Examples.read_workers` threads."""
+    the examples have a TensorFlow decoder and no transform applies, else batches read
+    ahead by :meth:`Examples.read_workers` threads: through ``tf.data`` with a declared
+    signature on TensorFlow; on other backends a ``PyDataset`` (a known number of
+    batches), or a generator when the examples can fail (:attr:`Examples.can_fail`),
+    since a batch whose every example fails is then left out.
+    """
     if keras.backend.backend() != "tensorflow":
-        return _Batches(feed, feed.examples.read_workers())
+        # a PyDataset has a fixed number of batches; examples that can fail may lose one
+        return (_read_in_threads(feed) if feed.examples.can_fail
+                else _Batches(feed, feed.examples.read_workers()))
     decode = feed.examples.tf_decoder()
     if decode is not None and feed.transform is None:
         return _tf_dataset(feed, decode)
@@ -252,7 +304,8 @@ def _generated(feed: Feed) -> Any:
         lambda: _read_in_threads(feed), output_signature=(
             tf.TensorSpec((None, *feed.examples.shape), feed.examples.dtype),
             tf.TensorSpec((None, *shape), dtype)))
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(feed)))
+    if not feed.examples.can_fail:  # else a batch with no readable example is left out
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(feed)))
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options).prefetch(1)
@@ -283,3 +336,4 @@ def iterate(feed: Feed) -> Any:
         if feed.error is not None:
             raise feed.error from exc
         raise
+    feed.report_missing(complete=True)

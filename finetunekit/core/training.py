@@ -250,6 +250,8 @@ def fit_epoch(model: Any, data: Data, batch_size: int, epoch: int, seed: int,
             if feed.error is not None:
                 raise feed.error from exc
         raise
+    for feed in feeds:  # batches a tf.data pipeline dropped whole (every file failed)
+        feed.report_missing(complete=not getattr(model, "stop_training", False))
 
 
 def steps_per_epoch(train: Any, batch_size: int) -> int | None:

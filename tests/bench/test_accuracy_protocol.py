@@ -63,6 +63,7 @@ def test_runs_are_long_enough_in_steps():
     assert acc.epochs_for(settings, 700) == 4  # 88 steps an epoch
 
 
+@pytest.mark.jax
 def test_the_same_seed_gives_every_strategy_the_same_head(tmp_path):
     from finetunekit.bench.sources import Source, backbone_section
 
@@ -76,6 +77,7 @@ def test_the_same_seed_gives_every_strategy_the_same_head(tmp_path):
     assert not all(np.array_equal(a, b) for a, b in zip(first, other))
 
 
+@pytest.mark.jax  # the benchmark runs on either backend
 def test_a_tiny_accuracy_run_writes_every_output(tmp_path):
     tiny = SourceSettings(train_per_class=4, validation_per_class=2, epochs=1, batch_size=8)
     result = run_bench(

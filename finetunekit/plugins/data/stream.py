@@ -123,6 +123,7 @@ class FileExamples(Examples):
     """
 
     dtype = "uint8"
+    can_fail = True  # a file can pass the header pass and fail to decode
 
     def __init__(self, paths: list[Path], labels: np.ndarray, size: tuple[int, int],
                  kinds: np.ndarray, *, decoder: str = "pillow", strict: bool = False,

@@ -26,9 +26,9 @@ from finetunekit.core.run_folder import atomic_write
 REPORT_FILES = ("curves.png", "report.md", "report.json")
 """What this plugin writes into a run folder."""
 
-PLOT_BUDGET = 20
+PLOT_BUDGET = 50
 """``curves.png`` is redrawn at an epoch end only if the last drawing is at least this
-many times its own drawing time ago (drawing takes 0.1-0.5 s): at most about 5% of the
+many times its own drawing time ago (drawing takes 0.1-0.5 s): at most about 2% of the
 training time, so tiny epochs skip some redraws; the run's end always redraws."""
 
 FIRST_DRAW_ESTIMATE = 0.3

@@ -130,3 +130,33 @@ def test_the_feature_cache_leaves_out_a_file_that_fails_to_decode_and_reports_it
         assert report["skipped"] == 1 and report["loaded"] == 8
         assert [str(train / "dogs" / "broken.jpg")] == [
             e for es in report["splits"]["train"]["skipped"].values() for e in es]
+
+
+@pytest.mark.jax
+def test_a_batch_whose_every_file_fails_is_left_out_and_reported(tmp_path):
+    train = _folder(tmp_path / "train", per_class=3)
+    _broken_body_jpeg(train / "cats" / "broken.jpg")
+    _broken_body_jpeg(train / "dogs" / "broken.jpg")
+    engine = Engine(entry_points=False)
+    recipe = _recipe(train, False, batch_size=1)  # each broken file is a batch of its own
+    data = engine.load_data(recipe)
+    run = engine.fit(engine.build(recipe), data)
+    # an empty batch never reached a step: no NaN loss, no NaN weight
+    assert all(np.isfinite(row["loss"]) for row in run.history)
+    assert all(np.isfinite(w).all() for w in _weights(run))
+    skipped = data.report["splits"]["train"]["skipped"]
+    assert sorted(e for es in skipped.values() for e in es) == sorted(
+        str(train / name / "broken.jpg") for name in ("cats", "dogs"))
+    assert data.report["skipped"] == 2 and data.report["loaded"] == 6
+
+
+@pytest.mark.jax
+def test_a_split_where_no_file_decodes_is_refused(tmp_path):
+    train = tmp_path / "train"
+    for name in ("cats", "dogs"):
+        (train / name).mkdir(parents=True)
+        _broken_body_jpeg(train / name / "broken.jpg")
+    engine = Engine(entry_points=False)
+    recipe = _recipe(train, False)
+    with pytest.raises(DataError, match=r"None of the 2 examples.*could be read"):
+        engine.fit(engine.build(recipe), engine.load_data(recipe))
