@@ -95,7 +95,22 @@ def _fixed_get_config(layer_class: type) -> Any:
     original = layer_class.get_config
 
     def get_config(self):
-        config = original(self)
+        # a layer class kept as an attribute (Swin's PatchEmbedding(norm_layer=
+        # LayerNormalization), SwinTransformerStage(downsample=PatchMerging)) goes to
+        # serialize_keras_object, which fails on a class: while the original runs, it is
+        # replaced by a function of the same module and name, which serialises as a
+        # reference that deserialize_keras_object turns back into the class
+        classes = {key: value for key, value in vars(self).items() if isinstance(value, type)}
+        self.__dict__.update({key: _stand_in(value) for key, value in classes.items()})
+        try:
+            config = original(self)
+        finally:
+            self.__dict__.update(classes)
+        by_name = {value.__name__: value for value in classes.values()}
+        for key, value in config.items():
+            if (isinstance(value, dict) and value.get("class_name") == "function"
+                    and value.get("module") == "builtins" and value.get("config") in by_name):
+                config[key] = _reference(by_name[value["config"]])
         for key in set(config) - accepted - _LAYER_KEYS:
             del config[key]
         for key in accepted - set(config):
@@ -105,6 +120,26 @@ def _fixed_get_config(layer_class: type) -> Any:
         return config
 
     return get_config
+
+
+def _stand_in(value: type) -> Any:
+    """A function named as the class `value`: Keras serialises it (as a function of no
+    known module) where it cannot serialise the class."""
+    def stand_in(*args: Any, **kwargs: Any) -> Any:
+        return value(*args, **kwargs)
+
+    stand_in.__name__ = stand_in.__qualname__ = value.__name__
+    return stand_in
+
+
+def _reference(value: type) -> dict[str, Any]:
+    """The class `value` in a layer's config as ``deserialize_keras_object`` reads a
+    function: that module's attribute of that name, i.e. the class itself (in any
+    process, without this plugin)."""
+    public = getattr(keras.layers, value.__name__, None) is value
+    module = "keras.layers" if public else value.__module__
+    return {"module": module, "class_name": "function", "config": value.__name__,
+            "registered_name": value.__name__}
 
 
 def fix_layer_configs(model: Any) -> None:
