@@ -49,7 +49,7 @@ SOURCES = ("arrays", "stream")
 
 
 @dataclass(frozen=True)
-class EndToEndConfig:
+class EndToEndConfig(Config):
     """One end-to-end measurement.
 
     Args:
@@ -63,27 +63,14 @@ class EndToEndConfig:
             report); False times its training loop alone (``save=False``).
     """
 
-    backbone: str = "vgg16"
-    strategy: str = "full"
-    batch_size: int = 8
-    precision: str = "float32"
-    image_size: int = 32
-    steps: int = 4
     epochs: int = 2
-    repeats: int = 3
     source: str = "arrays"
     run_folder: bool = True
 
     @property
     def id(self) -> str:
         """A readable id, e.g. ``vgg16-full-b8-float32-32px-arrays``."""
-        return (f"{self.backbone}-{self.strategy}-b{self.batch_size}-{self.precision}-"
-                f"{self.image_size}px-{self.source}{'' if self.run_folder else '-nosave'}")
-
-    def throughput_config(self) -> Config:
-        return Config(backbone=self.backbone, strategy=self.strategy,
-                      batch_size=self.batch_size, precision=self.precision,
-                      image_size=self.image_size, steps=self.steps, repeats=self.repeats)
+        return f"{super().id}-{self.source}{'' if self.run_folder else '-nosave'}"
 
 
 def check_source(source: str) -> str:
@@ -197,7 +184,7 @@ def source_data(config: EndToEndConfig, train, validation):
 def _recipe(config: EndToEndConfig, path: Path):
     from finetunekit.core.recipe import Recipe
 
-    data = seed_recipe(config.throughput_config()).to_dict()
+    data = seed_recipe(config).to_dict()
     data["train"].update(epochs=1 + config.epochs, feature_cache="off")
     data.setdefault("save", {})["path"] = str(path)
     return Recipe.from_dict(data)

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from finetunekit.cli.main import handle_errors
-from finetunekit.core import feature_store
+from finetunekit.core import feature_folder, feature_store
 from finetunekit.core.errors import FinetunekitError, printable
 from finetunekit.core.manager import hookimpl
 
@@ -37,7 +37,7 @@ def _when(seconds: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
 
 
-def _row(entry: feature_store.Entry) -> dict:
+def _row(entry: feature_folder.Entry) -> dict:
     manifest = entry.manifest
     return {"key": entry.key, "backbone": manifest.get("backbone"),
             "rows": manifest.get("rows"), "shape": manifest.get("shape"),
@@ -57,8 +57,8 @@ def cache():
 def list_entries(folder, as_json):
     """Each entry (least recently used first), the folder and the total."""
     folder = folder or feature_store.default_folder()
-    found = feature_store.entries(folder)
-    left = feature_store.leftovers(folder)
+    found = feature_folder.entries(folder)
+    left = feature_folder.leftovers(folder)
     total = sum(entry.size for entry in found)
     if as_json:
         click.echo(json.dumps({"folder": str(folder), "total_bytes": total,
@@ -72,13 +72,15 @@ def list_entries(folder, as_json):
 
     table = Table(title=escape(printable(folder)))
     table.add_column("key", no_wrap=True, min_width=12)  # what `cache clear` takes
-    for column in ("backbone", "rows", "features", "size", "last used", "created"):
-        table.add_column(column, justify="right" if column in ("rows", "size") else "left")
+    table.add_column("backbone", no_wrap=True)
+    for column in ("rows", "features", "size", "last used", "created"):
+        table.add_column(column, justify="right" if column in ("rows", "size") else "left",
+                         overflow="fold")  # a narrow terminal wraps, never cuts, a date
     for entry in found:
         row = _row(entry)
-        table.add_row(entry.key[:12], escape(printable(row["backbone"])), str(row["rows"]),
-                      "x".join(map(str, row["shape"] or [])), _size(entry.size),
-                      row["last_used"], row["created"])
+        table.add_row(entry.key[:12], escape(printable(row["backbone"] or "-")),
+                      str(row["rows"]), "x".join(map(str, row["shape"] or [])),
+                      _size(entry.size), row["last_used"], row["created"][:10])
     console = Console()
     if found:
         console.print(table)
@@ -92,7 +94,7 @@ def list_entries(folder, as_json):
                    "`finetunekit cache clear --all` removes them.")
 
 
-@cache.command()
+@cache.command(short_help="Remove entries: by key, all, or unused for some days.")
 @click.argument("keys", nargs=-1)
 @click.option("--all", "everything", is_flag=True, help="Remove every entry.")
 @click.option("--older-than", type=click.FloatRange(min=0), metavar="DAYS", default=None,
@@ -110,7 +112,7 @@ def clear(keys, everything, older_than, folder):
             f"{f', --older-than {older_than:g}' if older_than is not None else ''}. "
             "See `finetunekit cache list` for the keys.")
     folder = folder or feature_store.default_folder()
-    found = feature_store.entries(folder)
+    found = feature_folder.entries(folder)
     if keys:
         chosen = []
         for key in keys:
@@ -130,7 +132,7 @@ def clear(keys, everything, older_than, folder):
     removed, kept = [], []
     for entry in chosen:
         (removed if feature_store.remove(entry.path) else kept).append(entry)
-    leftovers = feature_store.leftovers(folder) if everything else []
+    leftovers = feature_folder.leftovers(folder) if everything else []
     for path in leftovers:
         feature_store.remove(path)
     for entry in removed:

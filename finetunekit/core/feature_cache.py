@@ -27,7 +27,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from finetunekit.core import feature_store
+from finetunekit.core import feature_folder, feature_store
 from finetunekit.core.errors import DataError, PersistenceError, printable
 from finetunekit.core.examples import ArrayExamples, Examples
 from finetunekit.core.feature_store import default_disk_limit, default_folder
@@ -164,7 +164,7 @@ class FeatureCache:
                             "soon as it was written. Give this process its own "
                             "FINETUNEKIT_CACHE_DIR or a larger FINETUNEKIT_CACHE_LIMIT.")
         self._open[key] = found
-        feature_store.evict(folder, self.disk_limit, keep=list(self._open.keys()))
+        feature_folder.evict(folder, self.disk_limit, keep=list(self._open.keys()))
         return _readable(found, found.dropped, None)
 
     def _keep_in_memory(self, key: str, features: np.ndarray) -> None:

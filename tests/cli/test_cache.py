@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from finetunekit.cli import main
-from finetunekit.core import feature_store
+from finetunekit.core import feature_folder, feature_store
 
 
 def _entry(folder, key, rows=5, backbone="vgg16", age_days=0.0):
@@ -54,11 +54,11 @@ def test_clear_by_key_by_age_and_all(folder):
     result = _invoke("clear", "bb2", "--dir", folder)
     assert result.exit_code == 0, result.output
     assert "Removed bb2200000000 (resnet50, 7 rows" in result.output
-    assert [e.key[:4] for e in feature_store.entries(folder)] == ["aa11"]
+    assert [e.key[:4] for e in feature_folder.entries(folder)] == ["aa11"]
     _entry(folder, "dd44" + "0" * 28)
     result = _invoke("clear", "--older-than", 5, "--dir", folder)
     assert result.exit_code == 0 and "Removed aa11" in result.output
-    assert [e.key[:4] for e in feature_store.entries(folder)] == ["dd44"]
+    assert [e.key[:4] for e in feature_folder.entries(folder)] == ["dd44"]
     (folder / ("ee55" + "0" * 28)).mkdir()
     result = _invoke("clear", "--all", "--dir", folder)
     assert result.exit_code == 0 and "Removed dd44" in result.output
@@ -71,7 +71,7 @@ def test_clear_keeps_an_entry_in_use(folder):
     result = _invoke("clear", "--all", "--dir", folder)
     assert result.exit_code == 0, result.output
     assert "Kept bb2200000000: another process is using it." in result.output
-    assert [e.key[:4] for e in feature_store.entries(folder)] == ["bb22"]
+    assert [e.key[:4] for e in feature_folder.entries(folder)] == ["bb22"]
     np.testing.assert_array_equal(held.read(np.array([6, 0])), np.ones((2, 2, 2, 3)))
 
 
@@ -86,7 +86,7 @@ def test_bad_clear_input_exits_2_and_removes_nothing(folder, args, message):
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
     assert "Traceback" not in result.output
     assert re.search(message, result.output), result.output
-    assert len(feature_store.entries(folder)) == 2
+    assert len(feature_folder.entries(folder)) == 2
 
 
 def test_list_of_a_missing_folder_is_empty(tmp_path):

@@ -95,7 +95,8 @@ def test_a_plugin_object_adds_a_command_to_its_own_cli_only():
     assert result.exit_code == 0, result.output
     assert result.output == "hi\n"
     assert cli.owners["greet"].endswith("Greeter")
-    assert {cli.owners[name] for name in ("run", "lr-find", "demo", "bench", "evaluate", "cache")} == set(
+    assert {cli.owners[name] for name in ("run", "lr-find", "demo", "bench", "evaluate",
+                                          "cache")} == set(
         COMMAND_PLUGINS)
     assert "greet" not in make_cli(entry_points=False).list_commands(None)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from finetunekit import Data
-from finetunekit.core import feature_store
+from finetunekit.core import feature_folder, feature_store
 from finetunekit.core.examples import ArrayExamples, Examples
 from finetunekit.core.feature_cache import FeatureCache, _extractor, uses_cache
 from finetunekit.testing import tiny_data, tiny_recipe
@@ -42,6 +42,7 @@ def _cache(folder, **kwargs):
     return FeatureCache(memory_limit=0, folder=folder, shard_bytes=3 * ROW, **kwargs)
 
 
+@pytest.mark.jax
 def test_shards_read_by_shuffled_indices_equal_a_direct_predict(engine, tmp_path):
     run = engine.build(tiny_recipe())
     x, y = tiny_data(n=8).train
@@ -50,7 +51,7 @@ def test_shards_read_by_shuffled_indices_equal_a_direct_predict(engine, tmp_path
     cache = _cache(folder)
     features = cache.examples(run, files, batch_size=4)
     assert isinstance(features, feature_store.ShardedExamples) and cache.computed == 1
-    entry, = feature_store.entries(folder)
+    entry, = feature_folder.entries(folder)
     assert entry.manifest["rows"] == 8 and len(entry.manifest["shards"]) == 3
     direct = _extractor(run).predict(x, verbose=0)
     order = np.random.default_rng(0).permutation(8)
@@ -84,6 +85,7 @@ def test_a_killed_computation_is_not_trusted_and_is_recomputed(engine, tmp_path)
     assert not dead.exists()  # cleaned by the eviction pass after the write
 
 
+@pytest.mark.jax
 def test_lru_eviction_removes_the_least_recently_used_and_keeps_entries_in_use(engine, tmp_path):
     run = engine.build(tiny_recipe())
     sets = [ArrayExamples(x, y) for x, y in (tiny_data(n=4, seed=s).train for s in range(4))]
@@ -92,7 +94,7 @@ def test_lru_eviction_removes_the_least_recently_used_and_keeps_entries_in_use(e
     for examples in sets[:2]:
         cache.examples(run, examples, batch_size=4)  # not kept: no longer in use
     gc.collect()
-    size = feature_store.entries(tmp_path)[0].size
+    size = feature_folder.entries(tmp_path)[0].size
     cache.disk_limit = other_limit = 2 * size + size // 2  # two entries fit
     os.utime(tmp_path / keys[0] / feature_store.MANIFEST, (time.time() - 100,) * 2)
     os.utime(tmp_path / keys[1] / feature_store.MANIFEST, (time.time() - 50,) * 2)
@@ -100,12 +102,12 @@ def test_lru_eviction_removes_the_least_recently_used_and_keeps_entries_in_use(e
     assert cache.computed == 2
     cache.examples(run, sets[2], batch_size=4)
     gc.collect()
-    assert {e.key for e in feature_store.entries(tmp_path)} == {keys[0], keys[2]}
+    assert {e.key for e in feature_folder.entries(tmp_path)} == {keys[0], keys[2]}
 
     # set 0 least recently used but still open here: another engine's cache skips it
     os.utime(tmp_path / keys[0] / feature_store.MANIFEST, (time.time() - 100,) * 2)
     _cache(tmp_path, disk_limit=other_limit).examples(run, sets[3], batch_size=4)
-    assert {e.key for e in feature_store.entries(tmp_path)} == {keys[0], keys[3]}
+    assert {e.key for e in feature_folder.entries(tmp_path)} == {keys[0], keys[3]}
     assert in_use.read(np.arange(4)).shape == (4, 1, 1, 512)
 
 

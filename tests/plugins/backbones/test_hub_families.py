@@ -64,3 +64,31 @@ def test_family_blocks_head_and_lora_targets(hub_preset, family):
 def test_family_passes_the_strategy_checks(hub_preset, family, strategy, params):
     check_strategy(strategy, params, backbones=[hub(hub_preset(family))],
                    engine=Engine(entry_points=False), eager=EAGER)
+
+
+BROKEN_SAVES = {  # family: (reason, fails every time)
+    "swin": ("keras-hub 0.32: Swin's PatchEmbedding and stages serialise a layer class", True),
+    "mit": ("keras-hub 0.32: a loaded MiT predicts differently (docs/backbones.md)", True),
+    "dinov2": ("a loaded DINOv2 differs by up to 3e-3 in some sessions (not diagnosed)", False),
+}
+
+
+@pytest.mark.parametrize("family", [
+    pytest.param(family, marks=pytest.mark.xfail(strict=BROKEN_SAVES[family][1],
+                                                 reason=BROKEN_SAVES[family][0]))
+    if family in BROKEN_SAVES else family for family in FAMILIES])
+def test_a_saved_model_reloads_with_the_same_predictions(hub_preset, family, tmp_path):
+    # strict xfail where it fails every time: the day keras-hub (or a workaround here)
+    # fixes one, this says so
+    import numpy as np
+
+    from finetunekit import Data
+
+    images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    labels = np.arange(8) % 2
+    engine = Engine(entry_points=False)
+    recipe = tiny_recipe(hub(hub_preset(family)), "full", save={"path": str(tmp_path / "run")})
+    run = engine.run(recipe, data=Data(train=(images, labels)))
+    loaded = engine.load_model(tmp_path / "run")
+    np.testing.assert_array_equal(loaded.predict(images, verbose=0),
+                                  run.model.predict(images, verbose=0))
