@@ -40,9 +40,10 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
 from finetunekit.core.components import Backbone
-from finetunekit.core.errors import RecipeError, WeightsError, did_you_mean
+from finetunekit.core.errors import PersistenceError, RecipeError, WeightsError, did_you_mean
 from finetunekit.core.manager import hookimpl
 from finetunekit.core.params import Param
 from finetunekit.plugins.backbones.download import (
@@ -54,8 +55,11 @@ from finetunekit.plugins.backbones.download import (
 )
 from finetunekit.plugins.backbones.hub_families import (
     BLOCK_CLASSES,
+    BEFORE_SAVE,
     BLOCK_PATTERNS,
+    CONFIG_SOURCES,
     feature_map,
+    on_input_grid,
     unrolled,
     vision_tower,
 )
@@ -113,13 +117,26 @@ def _fixed_get_config(layer_class: type) -> Any:
                 config[key] = _reference(by_name[value["config"]])
         for key in set(config) - accepted - _LAYER_KEYS:
             del config[key]
+        known = CONFIG_SOURCES.get(layer_class.__name__, {})
         for key in accepted - set(config):
+            if key in known:  # kept under another name, or by a sublayer (MiT)
+                config[key] = known[key](self)
+                continue
             value = getattr(self, key, None)
             if hasattr(self, key) and isinstance(value, _PLAIN):
                 config[key] = value
         return config
 
     return get_config
+
+
+def _no_build_config(self) -> None:
+    # A layer without a build() of its own (Swin's PatchEmbedding and stages) creates its
+    # sublayers' variables when its call() is traced. Keras rebuilds a layer that has a
+    # build config with Layer.build_from_config, whose default build() only marks it
+    # built, so the functional model's call on load skips the tracing and the weights
+    # find no variables. Without a build config, the call on load builds it.
+    return None
 
 
 def _stand_in(value: type) -> Any:
@@ -160,7 +177,19 @@ def fix_layer_configs(model: Any) -> None:
                 or layer_class.__dict__.get("_finetunekit_config_fixed", False)):
             continue
         layer_class.get_config = _fixed_get_config(layer_class)
+        if getattr(layer_class.build, "_is_default", False):  # Keras's own test
+            layer_class.get_build_config = _no_build_config
         layer_class._finetunekit_config_fixed = True
+
+
+def prepare_to_save(model: Any) -> None:
+    """Bring each KerasHub layer of `model` that saves something other than what it
+    computes with up to date (:data:`~finetunekit.plugins.backbones.hub_families.BEFORE_SAVE`:
+    DINOv2's position embeddings)."""
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        before_save = BEFORE_SAVE.get(type(layer).__name__)
+        if before_save is not None and layer.built:
+            before_save(layer)
 
 
 # -------------------------------------------------------------------------
@@ -260,7 +289,7 @@ def as_base(hub: Any, input_shape: tuple[int, ...], converter: Any = None,
     Raises:
         RecipeError: the backbone takes a fixed input size other than `input_shape`.
     """
-    hub = vision_tower(hub)
+    hub = on_input_grid(vision_tower(hub))
     fixed = tuple(hub.input_shape[1:])
     if any(want is not None and want != got for want, got in zip(fixed, input_shape)):
         raise RecipeError(
@@ -337,7 +366,86 @@ def finetunekit_export_model(model, format, run):
     the model itself is saved as it is."""
     if "keras_hub" in sys.modules:  # a model with KerasHub layers has imported it
         fix_layer_configs(model)
+        prepare_to_save(model)
     return None
+
+
+PROBE_IMAGES = 4
+"""How many images the save-time check predicts on (random pixels, seeded)."""
+
+TOLERANCE = {"float32": 1e-4, "float64": 1e-4}
+"""Largest difference (absolute, and relative) the save-time check accepts between the
+model written and the model loaded back, by compute dtype; 1e-2 for other (16-bit)
+dtypes. The same layers and weights compute the same numbers: a loaded model that
+differs by more has lost some state in the file (a MiT's sequence reduction, a DINOv2's
+trained position embeddings, in keras-hub 0.32 without the fixes here)."""
+
+
+def has_keras_hub_layers(model: Any) -> bool:
+    """Whether `model` holds a KerasHub layer (at any depth)."""
+    return "keras_hub" in sys.modules and any(
+        type(layer).__module__.startswith("keras_hub.")
+        for layer in model._flatten_layers(include_self=True, recursive=True))
+
+
+def _probe_images(model: Any) -> Any:
+    # random pixels of the model's input: every layer computes on them, no data needed
+    if len(model.inputs) != 1 or None in tuple(model.inputs[0].shape[1:]):
+        return None
+    shape = (PROBE_IMAGES, *model.inputs[0].shape[1:])
+    pixels = np.random.default_rng(0).integers(0, 256, shape)
+    return pixels.astype(model.inputs[0].dtype)
+
+
+def _predict(model: Any, images: Any) -> list[Any]:
+    outputs = model(images, training=False)
+    return [np.asarray(keras.ops.convert_to_numpy(out), dtype="float64")
+            for out in keras.tree.flatten(outputs)]
+
+
+@hookimpl
+def finetunekit_check_saved_model(model, path, format, run, reload):
+    """Refuse a written model holding KerasHub layers unless it loads back and predicts
+    as the model written, within :data:`TOLERANCE`, on :data:`PROBE_IMAGES` images.
+
+    KerasHub layers save themselves with their own code; a gap in it (a constructor
+    argument left out of a config, a variable saved only on a condition) makes a file
+    that loads and predicts differently, silently. The check costs one load and two
+    predictions on a few images.
+
+    Raises:
+        PersistenceError: the file does not load back, or predicts differently.
+    """
+    if not has_keras_hub_layers(model):
+        return
+    images = _probe_images(model)
+    if images is None:
+        return
+    refused = f"Refusing to save '{path}' (format '{format.name}'): "
+    kept = ("The previous file there is kept as it was." if Path(path).exists()
+            else "Nothing was written.")
+    try:
+        loaded = reload()
+    except Exception as exc:
+        raise PersistenceError(
+            f"{refused}the model holds KerasHub layers, and the file written does not load "
+            f"back ({type(exc).__name__}: {str(exc)[:300]}). {kept} Save it with format "
+            "'checkpoint' (every variable as it is) and report the KerasHub family "
+            "(docs/backbones.md).") from exc
+    tolerance = TOLERANCE.get(model.dtype_policy.compute_dtype, 1e-2)
+    expected, got = _predict(model, images), _predict(loaded, images)
+    worst = max((float(np.max(np.abs(a - b))) for a, b in zip(expected, got)
+                 if a.shape == b.shape), default=0.0)
+    shapes_differ = [a.shape for a in expected] != [b.shape for b in got]
+    if shapes_differ or not all(np.allclose(b, a, rtol=tolerance, atol=tolerance)
+                                for a, b in zip(expected, got)):
+        found = ("outputs of other shapes" if shapes_differ
+                 else f"predictions differing by up to {worst:.3g}")
+        raise PersistenceError(
+            f"{refused}loaded back, the model gives {found} on {PROBE_IMAGES} test images "
+            f"(tolerance {tolerance:g}): some KerasHub layer does not save all of its "
+            f"state. {kept} Save it with format 'checkpoint' (every variable as it is) "
+            "and report the KerasHub family (docs/backbones.md).")
 
 
 @hookimpl
