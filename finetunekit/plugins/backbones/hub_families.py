@@ -10,7 +10,11 @@ be top-level layers of the base. This module says, per family:
   stage, a MiT stage's patch embedding), and the name pattern of the others' stages
   (:data:`BLOCK_PATTERNS`: ResNet);
 * which output is a grid of patch tokens without a class token (Swin), given back its
-  height and width so the head pools it as a CNN's feature map (:func:`feature_map`).
+  height and width so the head pools it as a CNN's feature map (:func:`feature_map`);
+* what a family's layers need to save what they compute with: constructor arguments
+  their configs leave out (:data:`CONFIG_SOURCES`: MiT), state to bring up to date
+  before a save (:data:`BEFORE_SAVE`: DINOv2), a rebuild that makes saving exact
+  (:data:`ON_INPUT_GRID`: DINOv2 pretrained on another grid).
 
 Every family is checked in tests/plugins/backbones/test_hub_families.py on a tiny
 configuration built from its class. A family not named here keeps its own top-level
@@ -97,7 +101,7 @@ CONFIG_SOURCES: dict[str, dict[str, Callable[[Any], Any]]] = {
     },
 }
 """Layer class name -> constructor argument -> how to read it from a layer whose
-``get_config`` leaves it out (:func:`~finetunekit.plugins.backbones.keras_hub.fix_layer_configs`)."""
+``get_config`` leaves it out (:func:`~finetunekit.plugins.backbones.hub_saving.fix_layer_configs`)."""
 
 
 def _dinov2_on_its_input_grid(hub: Any) -> Any:
