@@ -102,10 +102,15 @@ def fix_layer_configs(model: Any) -> None:
     In keras-hub 0.32 some layers' ``get_config`` does not match their constructor:
     ``ViTPatchingAndEmbedding`` writes ``num_patches`` and ``num_positions``, which the
     constructor refuses, and leaves out ``use_patch_bias``; ``ViTEncoderBlock`` writes
-    ``key_dim``. Inside a ``ViTBackbone`` that never shows (the backbone rebuilds them from
-    its own config), but the base here holds the layers themselves. Each such class's
+    ``key_dim``; Swin's ``PatchEmbedding`` and ``SwinTransformerStage`` hold layer classes,
+    which ``serialize_keras_object`` refuses; MiT's ``HierarchicalTransformerEncoder``
+    leaves out ``sr_ratio`` (:data:`~finetunekit.plugins.backbones.hub_families.CONFIG_SOURCES`).
+    Inside a backbone that never shows (the backbone rebuilds them from its own config),
+    but the base here holds the layers themselves. Each KerasHub layer class's
     ``get_config`` is wrapped once per process to keep exactly the constructor's
-    arguments, so the saved model loads with plain ``keras.saving.load_model``.
+    arguments, and a class without a ``build()`` of its own writes no build config
+    (:func:`_no_build_config`), so the saved model loads with plain
+    ``keras.saving.load_model``.
     """
     for layer in model._flatten_layers(include_self=True, recursive=True):
         layer_class = type(layer)
