@@ -81,6 +81,7 @@ def test_save_is_atomic_and_keeps_the_old_file_on_failure(engine, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]
 
 
+@pytest.mark.jax
 def test_a_check_plugin_sees_the_written_file_and_may_refuse_it(tmp_path):
     from finetunekit import Engine, hookimpl
 

@@ -120,7 +120,7 @@ def _dinov2_on_its_input_grid(hub: Any) -> Any:
     for source, target in zip(hub.weights, rebuilt.weights):
         value = (embedding.interpolated_position_embeddings
                  if source is embedding.position_embeddings else source)
-        target.assign(value)
+        target.assign(keras.ops.convert_to_numpy(value))  # a buffer of its own (JAX)
     return rebuilt
 
 
@@ -141,7 +141,9 @@ def _sync_dinov2_position_embeddings(layer: Any) -> None:
     # `position_embeddings` only if sum(original - trained) > epsilon: a signed sum,
     # so after about half of all trainings it saves the untrained one, and the loaded
     # model (which interpolates from it) predicts differently. Do it every time.
-    source = layer.interpolated_position_embeddings
+    # (values through numpy: under JAX, assigning one variable to another shares its
+    # buffer, and a jitted step that donates both fails)
+    source = keras.ops.convert_to_numpy(layer.interpolated_position_embeddings)
     if tuple(layer.image_shape) == tuple(layer.position_embedding_shape):
         layer.position_embeddings.assign(source)
         return
