@@ -7,7 +7,9 @@
   way to add to a concern, for the built-ins as for any other plugin. ``register``
   checks each component when it arrives and names the plugin on a problem.
 * **Export**, ``finetunekit_export_model``: the one place where a plugin changes another
-  plugin's result (LoRA merges its adapters before a model is written).
+  plugin's result (LoRA merges its adapters before a model is written); and
+  ``finetunekit_check_saved_model``, which may refuse a written file before it replaces
+  the previous one (the ``keras_hub`` backbone's reload check).
 * **Lifecycle** hooks let an observer (checkpoints, progress output, logging) follow a
   run; their return values are ignored.
 
@@ -100,6 +102,24 @@ def finetunekit_export_model(model, format, run):
     :return: a ``keras.Model`` to save instead, or None to save ``model`` as it is.
 
     Stops at first non-None result.
+    """
+
+
+@hookspec
+def finetunekit_check_saved_model(model, path, format, run, reload):
+    """Check a model file just written, before it takes its final name.
+
+    Called after the format wrote the file under a temporary name beside `path`; raise
+    :class:`~finetunekit.PersistenceError` to refuse it: the written file is removed and
+    whatever was at `path` before stays as it was. The ``keras_hub`` backbone reloads a
+    model holding KerasHub layers and compares its predictions.
+
+    :param model: the ``keras.Model`` written (``finetunekit_export_model``'s answer, if any).
+    :param path: the ``Path`` the file will have (not there yet; a previous file may be).
+    :param format: the :class:`~finetunekit.Format` it was written in.
+    :param run: the :class:`~finetunekit.Run` it comes from, or None for a bare model.
+    :param reload: ``reload()`` loads the written file as :meth:`~finetunekit.Engine.load_model`
+        would (a weights-only format rebuilds the run's recipe) and returns the model.
     """
 
 

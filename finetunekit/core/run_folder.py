@@ -137,8 +137,11 @@ def write_run_files(path: Path, recipe: Recipe, history: list[dict[str, Any]],
     atomic_write(path / "plan.json", json.dumps(plan, indent=2))
 
 
-def save_model(catalogue: Any, fmt: Any, model: Any, path: Path, run: Any = None) -> Path:
-    """Write `model` to `path` with format component `fmt`, atomically."""
+def save_model(catalogue: Any, fmt: Any, model: Any, path: Path, run: Any = None,
+               check: Callable[[Path], Any] | None = None) -> Path:
+    """Write `model` to `path` with format component `fmt`, atomically; ``check(written)``,
+    if given, sees the written file before it takes its name, and raises to refuse it
+    (the file is removed, a previous one at `path` stays)."""
     if not path.name.endswith(fmt.suffix):
         raise PersistenceError(
             f"Format '{fmt.name}' writes '{fmt.suffix}' files. Received path '{path}'. "
@@ -148,6 +151,8 @@ def save_model(catalogue: Any, fmt: Any, model: Any, path: Path, run: Any = None
         catalogue.call("format", fmt, "save", model, tmp, run)
         if run is not None and getattr(run, "class_names", None):
             write_model_info(tmp, {"class_names": list(run.class_names)})
+        if check is not None:
+            check(tmp)
 
     return atomic_save(path, fmt.suffix, write)
 

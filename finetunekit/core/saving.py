@@ -48,7 +48,16 @@ class Saving:
         if exported is not None:
             model = require_result(self.pm, "finetunekit_export_model", exported,
                                    lambda m: isinstance(m, keras.Model), "a keras.Model or None")
-        return save_model(self.catalogue, fmt, model, Path(path), run)
+        path = Path(path)
+
+        def check(written: Path) -> None:
+            def reload() -> Any:
+                return self._load(written, fmt, True, run.recipe if run is not None else None,
+                                  beside=path)
+            self.call("finetunekit_check_saved_model", model=model, path=path, format=fmt,
+                      run=run, reload=reload)
+
+        return save_model(self.catalogue, fmt, model, path, run, check)
 
     def load_model(self, path: str | Path, *, format: str | None = None, safe_mode: bool = True,
                    recipe: Recipe | None = None) -> Any:
@@ -62,10 +71,15 @@ class Saving:
                 but no architecture; None reads ``recipe.toml`` beside the file.
         """
         file, fmt = locate_model(Path(path), self.catalogue, format)
+        return self._load(file, fmt, safe_mode, recipe)
 
+    def _load(self, file: Path, fmt: Any, safe_mode: bool, recipe: Recipe | None,
+              beside: Path | None = None) -> Any:
+        """Load `file` with format component `fmt`; a weights-only format rebuilds
+        `recipe`, or the recipe beside `beside` (default: `file`)."""
         def template(stage: int | None = None, steps_per_epoch: int | None = None,
                      own_recipe: Recipe | None = None):
-            run = self.build(own_recipe or recipe or recipe_beside(file))
+            run = self.build(own_recipe or recipe or recipe_beside(beside or file))
             if stage is not None:
                 self.compile_stage(run, stage, steps_per_epoch)
             return run.model

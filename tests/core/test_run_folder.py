@@ -79,3 +79,28 @@ def test_save_is_atomic_and_keeps_the_old_file_on_failure(engine, tmp_path):
         engine.save_model(Unsaveable(), good)
     assert good.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]
+
+
+@pytest.mark.jax
+def test_a_check_plugin_sees_the_written_file_and_may_refuse_it(tmp_path):
+    from finetunekit import Engine, hookimpl
+
+    seen = []
+
+    class Refuser:
+        @hookimpl
+        def finetunekit_check_saved_model(self, model, path, format, run, reload):
+            loaded = reload()  # the file written, under its temporary name
+            seen.append((path, format.name, len(loaded.weights) == len(model.weights)))
+            if len(seen) > 1:
+                raise PersistenceError("refused by the check")
+
+    engine = Engine(entry_points=False, plugins=[Refuser()])
+    model = engine.build(tiny_recipe()).model
+    good = engine.save_model(model, tmp_path / "m.keras")
+    assert seen == [(good, "keras", True)]
+    before = good.read_bytes()
+    with pytest.raises(PersistenceError, match="refused by the check"):
+        engine.save_model(model, good)
+    assert good.read_bytes() == before  # the previous file stays, the refused one is gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]

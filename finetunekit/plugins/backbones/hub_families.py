@@ -10,7 +10,11 @@ be top-level layers of the base. This module says, per family:
   stage, a MiT stage's patch embedding), and the name pattern of the others' stages
   (:data:`BLOCK_PATTERNS`: ResNet);
 * which output is a grid of patch tokens without a class token (Swin), given back its
-  height and width so the head pools it as a CNN's feature map (:func:`feature_map`).
+  height and width so the head pools it as a CNN's feature map (:func:`feature_map`);
+* what a family's layers need to save what they compute with: constructor arguments
+  their configs leave out (:data:`CONFIG_SOURCES`: MiT), state to bring up to date
+  before a save (:data:`BEFORE_SAVE`: DINOv2), a rebuild that makes saving exact
+  (:data:`ON_INPUT_GRID`: DINOv2 pretrained on another grid).
 
 Every family is checked in tests/plugins/backbones/test_hub_families.py on a tiny
 configuration built from its class. A family not named here keeps its own top-level
@@ -83,6 +87,77 @@ BLOCK_PATTERNS = (
 )
 """Name patterns for families whose blocks are flat layers; the first that matches two
 top-level layers groups the base."""
+
+
+CONFIG_SOURCES: dict[str, dict[str, Callable[[Any], Any]]] = {
+    # MiT's encoder block keeps its sequence-reduction ratio on its attention, its drop
+    # rate as `drop_prop` and its epsilon on its LayerNorms; its get_config writes none
+    # of them, so a block rebuilt from it had sr_ratio=1: no reduction convolution, and
+    # a loaded model predicted differently (the unused weights were silently skipped)
+    "HierarchicalTransformerEncoder": {
+        "sr_ratio": lambda layer: int(layer.attn.sr_ratio),
+        "drop_prob": lambda layer: float(layer.drop_path.rate),
+        "layer_norm_epsilon": lambda layer: float(layer.norm1.epsilon),
+    },
+}
+"""Layer class name -> constructor argument -> how to read it from a layer whose
+``get_config`` leaves it out (:func:`~finetunekit.plugins.backbones.hub_saving.fix_layer_configs`)."""
+
+
+def _dinov2_on_its_input_grid(hub: Any) -> Any:
+    # DINOv2 keeps two position embeddings: `position_embeddings` on the grid it was
+    # pretrained at (518x518 in the presets), never used, and `interpolated_position_embeddings`
+    # on the input's grid, used and trained. Saved, the trained one is interpolated back
+    # to the pretrained grid and, loaded, forward again: bicubic both ways, so a loaded
+    # model predicts differently. Rebuilt with the input's grid as its own, interpolation
+    # is a copy both ways (and the pretrained model predicts exactly as before).
+    config = hub.get_config()
+    if list(config["position_embedding_shape"]) == list(config["image_shape"]):
+        return hub
+    config["position_embedding_shape"] = config["image_shape"]
+    rebuilt = type(hub).from_config(config)
+    embedding = hub.embeddings
+    for source, target in zip(hub.weights, rebuilt.weights):
+        value = (embedding.interpolated_position_embeddings
+                 if source is embedding.position_embeddings else source)
+        target.assign(keras.ops.convert_to_numpy(value))  # a buffer of its own (JAX)
+    return rebuilt
+
+
+ON_INPUT_GRID: dict[str, Callable[[Any], Any]] = {"DINOV2Backbone": _dinov2_on_its_input_grid}
+"""Backbone class name -> a function giving the backbone rebuilt so that what it saves
+loads back exactly (:func:`on_input_grid`)."""
+
+
+def on_input_grid(hub: Any) -> Any:
+    """`hub`, or the same backbone (same predictions) rebuilt so that a model holding its
+    layers saves and loads back exactly (:data:`ON_INPUT_GRID`)."""
+    rebuild = ON_INPUT_GRID.get(type(hub).__name__)
+    return hub if rebuild is None else rebuild(hub)
+
+
+def _sync_dinov2_position_embeddings(layer: Any) -> None:
+    # DINOV2Embedding.save_own_variables writes the trained embedding into
+    # `position_embeddings` only if sum(original - trained) > epsilon: a signed sum,
+    # so after about half of all trainings it saves the untrained one, and the loaded
+    # model (which interpolates from it) predicts differently. Do it every time.
+    # (values through numpy: under JAX, assigning one variable to another shares its
+    # buffer, and a jitted step that donates both fails)
+    source = keras.ops.convert_to_numpy(layer.interpolated_position_embeddings)
+    if tuple(layer.image_shape) == tuple(layer.position_embedding_shape):
+        layer.position_embeddings.assign(source)
+        return
+    layer.position_embeddings.assign(layer._interpolate_position_embeddings(
+        source, patch_size=layer.patch_size, source_shape=layer.image_shape,
+        target_shape=layer.position_embedding_shape,
+        antialias=layer.antialias_in_interpolation))
+
+
+BEFORE_SAVE: dict[str, Callable[[Any], None]] = {
+    "DINOV2Embedding": _sync_dinov2_position_embeddings,
+}
+"""Layer class name -> what to do to such a layer before its model is written, so that
+it saves what it computes with."""
 
 
 def vision_tower(hub: Any) -> Any:

@@ -27,11 +27,12 @@ other KerasHub image backbone keeps its own top-level layers, each a block of it
 
 keras-hub is imported only when a recipe uses this backbone, so finetunekit works without
 it; the saved model needs keras-hub to load (its layers are KerasHub classes).
+:mod:`finetunekit.plugins.backbones.hub_saving` fixes what keras-hub's layers would save
+wrong, and checks each saved model by loading it back.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 import sys
@@ -56,8 +57,14 @@ from finetunekit.plugins.backbones.hub_families import (
     BLOCK_CLASSES,
     BLOCK_PATTERNS,
     feature_map,
+    on_input_grid,
     unrolled,
     vision_tower,
+)
+from finetunekit.plugins.backbones.hub_saving import (
+    check_round_trip,
+    fix_layer_configs,
+    prepare_to_save,
 )
 from finetunekit.plugins.strategies.freezing import group_blocks
 
@@ -84,48 +91,6 @@ def require_keras_hub() -> Any:
             f"({exc}). Install it with: {INSTALL}"
         ) from exc
     return keras_hub
-
-
-_LAYER_KEYS = frozenset({"name", "trainable", "dtype"})
-_PLAIN = (int, float, str, bool, type(None), tuple, list)
-
-
-def _fixed_get_config(layer_class: type) -> Any:
-    accepted = set(inspect.signature(layer_class.__init__).parameters) - {"self", "kwargs"}
-    original = layer_class.get_config
-
-    def get_config(self):
-        config = original(self)
-        for key in set(config) - accepted - _LAYER_KEYS:
-            del config[key]
-        for key in accepted - set(config):
-            value = getattr(self, key, None)
-            if hasattr(self, key) and isinstance(value, _PLAIN):
-                config[key] = value
-        return config
-
-    return get_config
-
-
-def fix_layer_configs(model: Any) -> None:
-    """Make the KerasHub layers of `model` serialisable on their own.
-
-    In keras-hub 0.32 some layers' ``get_config`` does not match their constructor:
-    ``ViTPatchingAndEmbedding`` writes ``num_patches`` and ``num_positions``, which the
-    constructor refuses, and leaves out ``use_patch_bias``; ``ViTEncoderBlock`` writes
-    ``key_dim``. Inside a ``ViTBackbone`` that never shows (the backbone rebuilds them from
-    its own config), but the base here holds the layers themselves. Each such class's
-    ``get_config`` is wrapped once per process to keep exactly the constructor's
-    arguments, so the saved model loads with plain ``keras.saving.load_model``.
-    """
-    for layer in model._flatten_layers(include_self=True, recursive=True):
-        layer_class = type(layer)
-        if (not layer_class.__module__.startswith("keras_hub.")
-                or isinstance(layer, keras.Model)
-                or layer_class.__dict__.get("_finetunekit_config_fixed", False)):
-            continue
-        layer_class.get_config = _fixed_get_config(layer_class)
-        layer_class._finetunekit_config_fixed = True
 
 
 # -------------------------------------------------------------------------
@@ -225,7 +190,7 @@ def as_base(hub: Any, input_shape: tuple[int, ...], converter: Any = None,
     Raises:
         RecipeError: the backbone takes a fixed input size other than `input_shape`.
     """
-    hub = vision_tower(hub)
+    hub = on_input_grid(vision_tower(hub))
     fixed = tuple(hub.input_shape[1:])
     if any(want is not None and want != got for want, got in zip(fixed, input_shape)):
         raise RecipeError(
@@ -302,7 +267,15 @@ def finetunekit_export_model(model, format, run):
     the model itself is saved as it is."""
     if "keras_hub" in sys.modules:  # a model with KerasHub layers has imported it
         fix_layer_configs(model)
+        prepare_to_save(model)
     return None
+
+
+@hookimpl
+def finetunekit_check_saved_model(model, path, format, run, reload):
+    """Refuse a written model holding KerasHub layers that does not load back with the
+    same predictions (:func:`~finetunekit.plugins.backbones.hub_saving.check_round_trip`)."""
+    check_round_trip(model, path, format, reload)
 
 
 @hookimpl

@@ -17,6 +17,11 @@ TINY = {
     "dinov2": ("DINOV2Backbone", dict(patch_size=8, num_layers=2, hidden_dim=16, num_heads=2,
                                       intermediate_dim=32, image_shape=(32, 32, 3),
                                       position_embedding_shape=(32, 32, 3))),
+    # pretrained on a 48x48 grid of positions, interpolated to 32x32 (as the presets'
+    # 518x518 to 224x224)
+    "dinov2_48": ("DINOV2Backbone", dict(patch_size=8, num_layers=1, hidden_dim=16, num_heads=2,
+                                         intermediate_dim=32, image_shape=(32, 32, 3),
+                                         position_embedding_shape=(48, 48, 3))),
     "deit": ("DeiTBackbone", dict(image_shape=(32, 32, 3), patch_size=8, num_layers=2,
                                   num_heads=2, hidden_dim=16, intermediate_dim=32)),
     "clip": ("CLIPVisionEncoder", dict(patch_size=8, hidden_dim=16, num_layers=2, num_heads=2,
