@@ -54,12 +54,12 @@ from finetunekit.core.run_folder import (
     recipe_beside,
     retrain_recipe,
 )
+from finetunekit.core.weight_matching import copy_weights
 from finetunekit.core.training import (
     EpochLines,
     Lifecycle,
     Run,
     check_data,
-    copy_weights,
     first_images,
     fit_epoch,
     steps_per_epoch,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from finetunekit import PersistenceError
-from finetunekit.core.training import copy_weights
+from finetunekit.core.weight_matching import copy_weights
 
 
 def _model(names, widths=(3, 2), lora=False):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from finetunekit import Data, Engine, PersistenceError
-from finetunekit.core.training import copy_weights
+from finetunekit.core.weight_matching import copy_weights
 from finetunekit.testing import check_strategy, tiny_recipe
 
 pytest.importorskip("keras_hub")
