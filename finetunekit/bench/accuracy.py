@@ -308,8 +308,66 @@ def tune(engine, source: Source, strategy: str, budget: int | None, task: Task,
     return {"rate": best["rate"], "trials": trials, "fit": len(fit), "held_out": len(held)}
 
 
+def measure_strategy(engine, source: Source, strategy: str, budget: int | None, task: Task,
+                     shifted: tuple[np.ndarray, np.ndarray], settings: AccuracySettings, *,
+                     log: Callable[[str], Any], on_item: Callable[[dict[str, Any]], Any]
+                     ) -> dict[str, Any]:
+    """Tune one strategy at one label budget, then train and score it once per seed.
+
+    Args:
+        engine: the :class:`~finetunekit.Engine`, or None for a new one.
+        source: the pretrained :class:`~finetunekit.bench.sources.Source`.
+        strategy: str. A strategy name or ``full_random``.
+        budget: int or None. Labels per class (None: the whole pool).
+        task: :class:`Task`.
+        shifted: (images, corruption index per image): the test set's shifted copy.
+        settings: :class:`AccuracySettings`.
+        log: callable taking a line of progress text.
+        on_item: callable, called with each row as soon as it is measured.
+
+    Returns:
+        dict: the tuning record (``rate``, ``trials``, ``fit``, ``held_out``).
+    """
+    from finetunekit.core.engine import Engine
+    from finetunekit.core.stages import trainable_param_count
+
+    engine = engine or Engine()
+    test_x, test_y = task.images[task.test], task.labels[task.test]
+    ood_x, kind = shifted
+    kinds = list(shift.CORRUPTIONS)
+    label = "all" if budget is None else str(budget)
+    tuned = tune(engine, source, strategy, budget, task, settings, log)
+    for seed in settings.seeds:
+        indices = draw(task, budget, seed)
+        started = time.perf_counter()
+        run, epochs = train(engine, source, strategy, tuned["rate"], seed, task, indices,
+                            settings)
+        row = {"backbone": source.backbone, "budget": label,
+               "labels_per_class": len(indices) // len(task.class_names),
+               "strategy": strategy, "seed": seed, "rate": tuned["rate"],
+               "epochs": epochs, "diverged": run is None}
+        if run is None:
+            chance = float(np.mean(test_y == 0))  # a NaN model predicts class 0
+            row.update(id_accuracy=chance, ood_accuracy=chance,
+                       ood_by_corruption={k: chance for k in kinds}, trainable_params=None)
+        else:
+            row["id_accuracy"] = score(run.model, test_x, test_y)[0]
+            _, _, correct = score(run.model, ood_x, test_y)
+            row["ood_accuracy"] = float(correct.mean())
+            row["ood_by_corruption"] = {
+                name: float(correct[kind == k].mean()) for k, name in enumerate(kinds)}
+            row["trainable_params"] = trainable_param_count(run.model)
+        row["seconds"] = round(time.perf_counter() - started, 2)
+        on_item(row)
+        log(f"  {strategy} seed {seed}: ID {row['id_accuracy']:.3f}, "
+            f"OOD {row['ood_accuracy']:.3f} (rate {tuned['rate']:g}, {epochs} "
+            f"epochs, {row['seconds']:.0f} s)")
+    return tuned
+
+
 def run_accuracy(settings: AccuracySettings, engine=None, *, log: Callable[[str], Any] = print,
-                 on_row: Callable[[dict[str, Any]], Any] | None = None) -> dict[str, Any]:
+                 on_row: Callable[[dict[str, Any]], Any] | None = None,
+                 isolate: bool = False) -> dict[str, Any]:
     """Run the benchmark (the module docstring says how).
 
     Args:
@@ -317,6 +375,11 @@ def run_accuracy(settings: AccuracySettings, engine=None, *, log: Callable[[str]
         engine: :class:`~finetunekit.Engine` or None (a new one).
         log: callable taking a line of progress text.
         on_row: callable or None. Called with every row as soon as it is measured.
+        isolate: bool. Run each strategy's runs (at each budget) in a fresh process
+            (:mod:`.isolation`), with a new default Engine: plugins registered on
+            `engine` in code do not reach it (entry points do). The command line
+            isolates on TensorFlow, which otherwise keeps every trained model's
+            memory (200 MiB per VGG16 run: 14 GB after 60 runs).
 
     Returns:
         dict: ``sources`` (per backbone), ``rows`` (one per backbone, budget, strategy
@@ -324,8 +387,8 @@ def run_accuracy(settings: AccuracySettings, engine=None, *, log: Callable[[str]
         ``epochs``, ``seconds``, ``trainable_params``, ``diverged``), ``tuning`` (per
         backbone, budget and strategy) and ``not_applicable`` (strategy: reason).
     """
+    from finetunekit.bench.isolation import in_child
     from finetunekit.core.engine import Engine
-    from finetunekit.core.stages import trainable_param_count
 
     engine = engine or Engine()
     on_row = on_row or (lambda row: None)
@@ -336,14 +399,18 @@ def run_accuracy(settings: AccuracySettings, engine=None, *, log: Callable[[str]
                           f"Received: {settings.severity}.")
     task = (user_task(engine, settings.data, settings.image_size) if settings.data
             else digits_task(settings.image_size, settings.test_per_class))
-    test_x, test_y = task.images[task.test], task.labels[task.test]
-    ood_x, kind = shift.shifted(test_x, settings.severity, seed=TEST_SEED)
-    kinds = list(shift.CORRUPTIONS)
+    shifted = shift.shifted(task.images[task.test], settings.severity, seed=TEST_SEED)
     strategies = [*settings.strategies, RANDOM]
     out: dict[str, Any] = {"sources": {}, "rows": [], "tuning": [], "not_applicable": {},
                            "task": {"test": len(task.test), "pool": len(task.pool),
                                     "classes": task.class_names,
-                                    "corruptions": kinds, "severity": settings.severity}}
+                                    "corruptions": list(shift.CORRUPTIONS),
+                                    "severity": settings.severity}}
+
+    def keep(row):
+        out["rows"].append(row)
+        on_row(row)
+
     for backbone in settings.backbones:
         source = (given(backbone, settings.image_size, settings.weights) if settings.weights
                   else pretrained(engine, backbone, settings.image_size,
@@ -359,37 +426,13 @@ def run_accuracy(settings: AccuracySettings, engine=None, *, log: Callable[[str]
             else:
                 usable.append(strategy)
         for budget in settings.budgets:
-            label = "all" if budget is None else str(budget)
-            log(f"{backbone}, {label} labels per class")
+            log(f"{backbone}, {'all' if budget is None else budget} labels per class")
             for strategy in usable:
-                tuned = tune(engine, source, strategy, budget, task, settings, log)
-                out["tuning"].append({"backbone": backbone, "budget": label,
+                args = (source, strategy, budget, task, shifted, settings)
+                tuned = (in_child(measure_strategy, None, *args, log=log, on_item=keep)
+                         if isolate else
+                         measure_strategy(engine, *args, log=log, on_item=keep))
+                out["tuning"].append({"backbone": backbone,
+                                      "budget": "all" if budget is None else str(budget),
                                       "strategy": strategy, **tuned})
-                for seed in settings.seeds:
-                    indices = draw(task, budget, seed)
-                    started = time.perf_counter()
-                    run, epochs = train(engine, source, strategy, tuned["rate"], seed, task,
-                                        indices, settings)
-                    row = {"backbone": backbone, "budget": label,
-                           "labels_per_class": len(indices) // len(task.class_names),
-                           "strategy": strategy, "seed": seed, "rate": tuned["rate"],
-                           "epochs": epochs, "diverged": run is None}
-                    if run is None:
-                        chance = float(np.mean(test_y == 0))  # a NaN model predicts class 0
-                        row.update(id_accuracy=chance, ood_accuracy=chance,
-                                   ood_by_corruption={k: chance for k in kinds},
-                                   trainable_params=None)
-                    else:
-                        row["id_accuracy"] = score(run.model, test_x, test_y)[0]
-                        _, _, correct = score(run.model, ood_x, test_y)
-                        row["ood_accuracy"] = float(correct.mean())
-                        row["ood_by_corruption"] = {
-                            name: float(correct[kind == k].mean()) for k, name in enumerate(kinds)}
-                        row["trainable_params"] = trainable_param_count(run.model)
-                    row["seconds"] = round(time.perf_counter() - started, 2)
-                    out["rows"].append(row)
-                    on_row(row)
-                    log(f"  {strategy} seed {seed}: ID {row['id_accuracy']:.3f}, "
-                        f"OOD {row['ood_accuracy']:.3f} (rate {tuned['rate']:g}, {epochs} "
-                        f"epochs, {row['seconds']:.0f} s)")
     return out

@@ -96,7 +96,10 @@ def run_bench(*, backbones: list[str], strategies: list[str], image_size: int | 
             with progress.open("a", encoding="utf-8") as file:
                 file.write(json.dumps(row) + "\n")
 
-        measured = acc.run_accuracy(settings, engine, log=console.print, on_row=keep)
+        # TensorFlow keeps every trained model's memory (bench/isolation.py): each
+        # strategy's runs in a process of their own
+        measured = acc.run_accuracy(settings, engine, log=console.print, on_row=keep,
+                                    isolate=keras.backend.backend() == "tensorflow")
         summary = accuracy_report.summarise(measured)
         result["accuracy"] = {"settings": asdict(settings), **measured, "summary": summary}
         for backbone in settings.backbones:

@@ -99,3 +99,21 @@ def test_a_tiny_accuracy_run_writes_every_output(tmp_path):
     assert result["accuracy"]["sources"]["vgg16"]["cached"] is False
     assert "| 2 (2) | feature_extraction |" in (tmp_path / "out" / "bench.md").read_text()
     assert list((tmp_path / "cache").iterdir())  # the source is cached for the next run
+
+
+def test_runs_isolated_in_child_processes_measure_what_they_measure_in_process():
+    settings = acc.AccuracySettings(
+        strategies=("feature_extraction",), backbones=("vgg16",), seeds=(0,), budgets=(2,),
+        rates=(1e-2,), min_steps=2, min_epochs=1, test_per_class=4, weights="none")
+    results = []
+    for isolate in (False, True):
+        rows = []
+        results.append(acc.run_accuracy(settings, Engine(entry_points=False), log=lambda l: None,
+                                        on_row=rows.append, isolate=isolate))
+        assert rows == results[-1]["rows"]
+    for measured in results:
+        for row in measured["rows"]:
+            del row["seconds"]
+    assert [r["strategy"] for r in results[0]["rows"]] == ["feature_extraction", acc.RANDOM]
+    assert results[1]["rows"] == results[0]["rows"]
+    assert results[1]["tuning"] == results[0]["tuning"]  # held-out losses to the last bit
