@@ -18,10 +18,18 @@ Guarantees, the same as a write done in place:
   file or the new one.
 
 One per run: two engines, or two runs of one engine, never wait on each other.
+
+After each write, memory the write freed is handed back to the system where the C
+library allows it (glibc's ``malloc_trim``): a checkpoint's host copy is freed on a
+short-lived thread, and glibc keeps such memory in that thread's arena, so under JAX a
+run's resident memory grew by about 20 MiB an epoch (VGG16 at 32x32, 12 epochs: 1,389
+to 1,879 MiB; with the trim 1,393 to 1,508 MiB, flat after the first epoch).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import threading
 from collections.abc import Callable
@@ -63,6 +71,8 @@ class BackgroundWrites:
             write()
         except BaseException as exc:  # raised on the training thread by wait()
             self._error = exc
+        finally:
+            release_freed_memory()
 
     @property
     def pending(self) -> bool:
@@ -96,3 +106,29 @@ class BackgroundWrites:
             logger.error("%s", problem)
             return
         raise problem from error
+
+
+def _load_trim() -> Callable[[int], Any] | None:
+    try:
+        library = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = library.malloc_trim  # glibc only
+    except (OSError, AttributeError):  # macOS, musl, Windows: nothing to do
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
+
+
+_TRIM = _load_trim()  # a function of the C library, looked up once: no state
+
+
+def release_freed_memory() -> bool:
+    """Hand memory the process has freed back to the system (glibc's ``malloc_trim``).
+
+    Returns:
+        bool: whether the C library offers it (False elsewhere: nothing is done).
+    """
+    if _TRIM is None:
+        return False
+    _TRIM(0)
+    return True

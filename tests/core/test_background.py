@@ -5,6 +5,7 @@ when a run returns or fails."""
 from __future__ import annotations
 
 import errno
+import platform
 import threading
 import time
 
@@ -144,3 +145,22 @@ def test_a_failed_write_is_logged_not_raised_while_another_error_goes_up(caplog)
     writes.submit(broken, what="run/checkpoints/epoch-0001.ckpt")
     writes.wait(quiet=True)
     assert "epoch-0001.ckpt" in caplog.text and "cannot pickle" in caplog.text
+
+
+def test_memory_a_write_freed_is_handed_back_after_every_write(monkeypatch):
+    from finetunekit.core import background
+
+    events = []
+    monkeypatch.setattr(background, "release_freed_memory", lambda: events.append("trim"))
+    writes = BackgroundWrites()
+    writes.submit(lambda: events.append("write 1"), what="a")
+    writes.submit(lambda: 1 / 0, what="b")  # a failed write frees its copy too
+    writes.wait(quiet=True)
+    assert events == ["write 1", "trim", "trim"]
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
+def test_glibc_trims():
+    from finetunekit.core.background import release_freed_memory
+
+    assert release_freed_memory() is True
