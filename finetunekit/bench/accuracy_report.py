@@ -18,7 +18,8 @@ ACCURACY_FIGURES = ("accuracy_vs_labels.png", "id_vs_ood.png")
 """The figures the accuracy benchmark writes beside bench.json and bench.md."""
 
 
-def _budget_key(label: str) -> float:
+def budget_key(label: str) -> float:
+    """Sort key of a budget label: numbers in order, "all" last."""
     return float("inf") if label == "all" else float(label)
 
 
@@ -58,7 +59,7 @@ def crossovers(summary: list[dict[str, Any]], reference: str = "full") -> list[s
     lines = []
     for backbone in dict.fromkeys(e["backbone"] for e in summary):
         own = [e for e in summary if e["backbone"] == backbone]
-        budgets = sorted(dict.fromkeys(e["budget"] for e in own), key=_budget_key)
+        budgets = sorted(dict.fromkeys(e["budget"] for e in own), key=budget_key)
         ref = {e["budget"]: e["id"]["mean"] for e in own if e["strategy"] == reference}
         for name in dict.fromkeys(e["strategy"] for e in own):
             if name == reference:

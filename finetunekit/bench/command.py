@@ -65,17 +65,30 @@ def _names(values) -> list[str]:
               help='--accuracy: "imagenet" or a weights file instead of the digits source run.')
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
               help="--accuracy: a folder with train/ and validation/ class folders.")
+@click.option("--merge", "merge_dirs", multiple=True, type=click.Path(file_okay=False),
+              metavar="DIR",
+              help="Merge the --out folders of accuracy runs measured in parts (by "
+                   "strategies, budgets or backbones) into one result in --out; repeatable.")
 @click.option("--out", type=click.Path(file_okay=False), default="bench-results",
               show_default=True, help="Folder for bench.json, bench.md and bench.png.")
 @handle_errors
 def bench(backbones, strategies, image_size, batch_sizes, precisions, steps, repeats, accuracy,
           end_to_end, sources, epochs, no_run_folder, seeds, budgets, rates, severity,
-          cache, quick, weights, data_dir, out):
+          cache, quick, weights, data_dir, merge_dirs, out):
     """Benchmark training throughput against the seed's plain Keras code, (--end-to-end)
     Engine.run epochs against plain model.fit, or (--accuracy) accuracy per strategy;
     write bench.json, bench.md and bench.png. One backend per call: set KERAS_BACKEND."""
-    from finetunekit.bench.runner import run_bench
+    from finetunekit.bench.runner import merge_bench, run_bench
 
+    if merge_dirs:
+        if accuracy or end_to_end or len(merge_dirs) < 2:
+            raise click.UsageError("--merge takes two or more result folders and --out, "
+                                   "nothing else: it measures nothing. Received: "
+                                   f"{len(merge_dirs)} folder(s)"
+                                   + (", --accuracy" if accuracy else "")
+                                   + (", --end-to-end" if end_to_end else "") + ".")
+        merge_bench([Path(d) for d in merge_dirs], Path(out))
+        return
     run_bench(backbones=_names(backbones), strategies=_names(strategies), image_size=image_size,
               batch_sizes=list(batch_sizes), precisions=_names(precisions), steps=steps,
               repeats=repeats, accuracy=accuracy, end_to_end=end_to_end,

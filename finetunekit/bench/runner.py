@@ -158,6 +158,26 @@ def run_bench(*, backbones: list[str], strategies: list[str], image_size: int | 
     return result
 
 
+def merge_bench(folders: list[Path], out: Path, console=None) -> dict[str, Any]:
+    """``bench --merge``: the accuracy results in `folders` as one result in `out`
+    (:mod:`finetunekit.bench.merge`); returns what ``bench.json`` holds."""
+    from rich.console import Console
+
+    from finetunekit.bench import merge
+
+    console = console or Console()
+    report.check_out(out)
+    report.check_matplotlib()
+    result = merge.merge([merge.load(folder) for folder in folders],
+                         [str(folder) for folder in folders])
+    for backbone in result["accuracy"]["settings"]["backbones"]:
+        console.print(accuracy_report.table(result["accuracy"]["summary"], backbone),
+                      soft_wrap=True, highlight=False)
+    written = report.write(result, out)
+    console.print(f"wrote {', '.join(str(p) for p in written)}")
+    return result
+
+
 def accuracy_settings(*, strategies: list[str], backbones: list[str], seeds: int | None,
                       quick: bool, image_size: int | None, batch_size: int | None,
                       weights: str | None, data: str | None, **options: Any,
