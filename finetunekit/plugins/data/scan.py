@@ -28,6 +28,7 @@ import numpy as np
 from finetunekit.core.errors import DataError, printable
 from finetunekit.core.params import Param
 from finetunekit.plugins.data.images import REASONS, SkippedImage, decode_image, read_file
+from finetunekit.plugins.data.memory import check_fits, keeps_in_memory, megabytes
 
 logger = logging.getLogger("finetunekit.data")
 
@@ -127,36 +128,12 @@ def to_data(lists: list[ImageList], class_names: list[str], context: Any, *, str
                 f"of '{source}' has fewer than 2. Add images, or drop the split."
             )
     size = tuple(context.input_shape[:2])
-    if keeps_in_memory(in_memory, lists, size):
+    if keeps_in_memory(in_memory, sum(len(f.paths) for f in lists), size):
         arrays, report = load_images(lists, class_names, size, strict=strict)
     else:
         arrays, report = index_images(lists, class_names, size, strict=strict)
     return Data(train=arrays["train"], validation=arrays.get("validation"),
                 class_names=class_names, report=report)
-
-
-IN_MEMORY_PEAK = 1.2
-"""A training epoch's peak memory over the decoded arrays, in memory (measured:
-docs/data.md, "Memory")."""
-
-MEMORY_SHARE = 0.5
-"""``in_memory = "auto"`` keeps the images in memory when the peak fits in this share of
-the available memory; the rest is left to the model, the framework and other processes."""
-
-
-def keeps_in_memory(in_memory: Any, lists: Sequence[ImageList], size: tuple[int, int]) -> bool:
-    """Whether to decode the splits into memory (True) or stream them (False).
-
-    ``true`` and ``false`` decide; ``"auto"`` keeps them in memory when
-    :data:`IN_MEMORY_PEAK` times the decoded arrays (N x H x W x 3 bytes) fits in
-    :data:`MEMORY_SHARE` of the available memory (``MemAvailable``; in memory where the
-    system does not tell).
-    """
-    if isinstance(in_memory, bool):
-        return in_memory
-    needed = sum(len(f.paths) for f in lists) * size[0] * size[1] * 3
-    available = _available_memory()
-    return available is None or IN_MEMORY_PEAK * needed <= MEMORY_SHARE * available
 
 
 SCAN_PARAMS = {
@@ -236,21 +213,6 @@ def _scan(files: ImageList, size: tuple[int, int], *, header_only: bool = False)
     return _Scanned(x[:keep], y, conversions, skipped, per_class)
 
 
-def _available_memory() -> int | None:
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def _megabytes(n: int) -> str:
-    return f"{n / 1e6:,.1f} MB" if n < 1e9 else f"{n / 1e9:,.2f} GB"
-
-
 def _reasons_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {REASONS[r]}" for r, n in sorted(counts.items(), key=lambda kv: -kv[1]))
 
@@ -275,17 +237,7 @@ def load_images(lists: Sequence[ImageList], class_names: list[str], size: tuple[
             available memory; after the scan, in strict mode if anything was skipped, or
             if a split that must cover every class lost a class entirely.
     """
-    height, width = size
-    total = sum(len(f.paths) for f in lists)
-    needed = total * height * width * 3
-    available = _available_memory()
-    if available is not None and needed > available:
-        raise DataError(
-            f"Decoding {total:,} images at {height}x{width} needs {_megabytes(needed)} of memory "
-            f"(images x height x width x 3 bytes, kept as uint8) but {_megabytes(available)} is "
-            "available. Use a smaller backbone.input_shape or fewer images, or pass a "
-            "streaming tf.data.Dataset from Python (finetunekit.Data)."
-        )
+    check_fits(sum(len(f.paths) for f in lists), size)
     start = time.perf_counter()
     scanned = {f.name: _scan(f, size) for f in lists}
     report = _checked(lists, scanned, class_names, size, time.perf_counter() - start,
@@ -397,5 +349,5 @@ def _log(report: dict) -> None:
         )
     else:
         logger.info("Loaded %d images (%s in memory) in %.1f s%s.", report["loaded"],
-                    _megabytes(report["memory_bytes"]), report["seconds"],
+                    megabytes(report["memory_bytes"]), report["seconds"],
                     f"; converted {report['converted']}" if report["converted"] else "")
