@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +41,18 @@ import numpy as np
 
 from finetunekit.bench import shift
 from finetunekit.bench.sources import Source, SourceSettings, given, pretrained
-from finetunekit.core.errors import DataError, NonFiniteLossError, RecipeError
-from finetunekit.demo.task import TARGET_CLASSES
+from finetunekit.bench.task import (
+    TEST_SEED,
+    Task,
+    digits_task,
+    draw,
+    tuning_split,
+    user_task,
+)
+from finetunekit.core.errors import NonFiniteLossError, RecipeError
 
 RANDOM = "full_random"
 """Row label of the no-transfer baseline: the ``full`` recipe from random weights."""
-
-TEST_SEED = 12345
-"""Seeds the one test split of the digits 5-9 (fixed for every seed and strategy)."""
 
 BACKBONES = ("vgg16", "vit_tiny")
 """The accuracy benchmark's default backbones: a CNN and a transformer."""
@@ -105,111 +109,6 @@ QUICK = dict(strategies=("feature_extraction", "full"), backbones=("vgg16",), se
 """``--quick``: one backbone, two strategies and the baseline, 10 labels per class, two
 seeds, a two-rate grid, 40 steps a run (6 epochs of 50 images: the old quick mode's 2
 epochs of 25 images, 8 steps at 1e-4, left every strategy at chance)."""
-
-
-# -------------------------------------------------------------------------
-# the task: a fixed test set, a pool, labels drawn per seed
-# -------------------------------------------------------------------------
-
-
-@dataclass
-class Task:
-    """The target task's images.
-
-    Attributes:
-        images: (n, h, w, 3) uint8. Every image of the target task.
-        labels: (n,) int32, from 0.
-        class_names: list of str.
-        test: int array. Indices of the test set (ID), never trained or tuned on.
-        pool: int array. Indices training and tuning draw labels from.
-    """
-
-    images: np.ndarray
-    labels: np.ndarray
-    class_names: list[str]
-    test: np.ndarray
-    pool: np.ndarray = field(repr=False)
-
-
-def digits_task(size: int, test_per_class: int) -> Task:
-    """The digits 5-9 (relabelled 0-4): ``test_per_class`` per digit set aside, with
-    :data:`TEST_SEED`; the rest is the pool."""
-    from finetunekit.plugins.data.digits import digits_images
-
-    x, y = digits_images((size, size))
-    keep = np.flatnonzero(np.isin(y, TARGET_CLASSES))
-    labels = np.searchsorted(TARGET_CLASSES, y[keep]).astype(np.int32)
-    return split_task(x[keep], labels, [str(d) for d in TARGET_CLASSES], test_per_class)
-
-
-def split_task(images: np.ndarray, labels: np.ndarray, class_names: list[str],
-               test_per_class: int) -> Task:
-    """Set ``test_per_class`` images of each class aside (shuffled, :data:`TEST_SEED`)."""
-    rng = np.random.default_rng(TEST_SEED)
-    test, pool = [], []
-    for k in range(len(class_names)):
-        idx = rng.permutation(np.flatnonzero(labels == k))
-        if len(idx) <= test_per_class + 1:
-            raise DataError(
-                f"Class '{class_names[k]}' has {len(idx)} images: too few for a test set of "
-                f"{test_per_class} and labels to train on. Lower test_per_class.")
-        test.append(idx[:test_per_class])
-        pool.append(idx[test_per_class:])
-    return Task(images, labels, class_names, rng.permutation(np.concatenate(test)),
-                np.sort(np.concatenate(pool)))
-
-
-def user_task(engine, folder: str, size: int) -> Task:
-    """``--data``: its ``train/`` is the pool, its ``validation/`` the test set."""
-    from finetunekit.core.recipe import Recipe
-
-    root = Path(folder)
-    if not (root / "train").is_dir() or not (root / "validation").is_dir():
-        raise DataError(
-            f"--data must be a folder holding 'train/' and 'validation/', each with one "
-            f"sub-folder of images per class. Received: '{root}'.")
-    data = engine.load_data(Recipe.from_dict({
-        "backbone": {"name": "vgg16", "weights": "none", "input_shape": [size, size, 3]},
-        "head": {"classes": 2},
-        "data": {"source": "folder", "train": str(root / "train"),
-                 "validation": str(root / "validation")}}))
-    (tx, ty), (vx, vy) = data.train, data.validation
-    images = np.concatenate([tx, vx])
-    labels = np.concatenate([ty, vy]).astype(np.int32)
-    return Task(images, labels, list(data.class_names), np.arange(len(tx), len(images)),
-                np.arange(len(tx)))
-
-
-def draw(task: Task, per_class: int | None, seed: int) -> np.ndarray:
-    """``per_class`` pool indices per class (None: all), by `seed`; nested across budgets
-    (the order per class depends on the seed alone)."""
-    rng = np.random.default_rng([seed, 7])
-    picked = []
-    for k in range(len(task.class_names)):
-        own = rng.permutation(task.pool[task.labels[task.pool] == k])
-        if per_class is not None and per_class > len(own):
-            raise DataError(
-                f"A budget of {per_class} labels per class needs that many images of class "
-                f"'{task.class_names[k]}' in the pool, which has {len(own)}. Lower the budget.")
-        picked.append(own if per_class is None else own[:per_class])
-    return np.concatenate(picked)
-
-
-def tuning_split(task: Task, indices: np.ndarray, holdout: float) -> tuple[np.ndarray, np.ndarray]:
-    """Split drawn labels into (fit, held out): the last ``holdout`` share of each class
-    (at least one image per class, at least one left to fit)."""
-    fit, held = [], []
-    for k in range(len(task.class_names)):
-        own = indices[task.labels[indices] == k]
-        out = max(1, round(len(own) * holdout))
-        if out >= len(own):
-            raise DataError(
-                f"Tuning holds out {out} of {len(own)} labels of class "
-                f"'{task.class_names[k]}' and needs one left to train on: a budget needs at "
-                "least 2 labels per class.")
-        fit.append(own[:-out])
-        held.append(own[-out:])
-    return np.concatenate(fit), np.concatenate(held)
 
 
 def epochs_for(settings: AccuracySettings, images: int) -> int:

@@ -11,6 +11,7 @@ import pytest
 
 from finetunekit import Engine
 from finetunekit.bench import accuracy as acc
+from finetunekit.bench import task as task_module
 from finetunekit.bench.runner import run_bench
 from finetunekit.bench.sources import SourceSettings
 from finetunekit.core.errors import DataError
@@ -18,13 +19,13 @@ from finetunekit.core.errors import DataError
 
 @pytest.fixture(scope="module")
 def task():
-    return acc.digits_task(32, test_per_class=20)
+    return task_module.digits_task(32, test_per_class=20)
 
 
 def test_the_test_split_is_fixed_and_apart_from_the_pool(task):
     assert len(task.test) == 100 and not set(task.test) & set(task.pool)
     assert len(task.test) + len(task.pool) == len(task.labels)
-    again = acc.digits_task(32, test_per_class=20)
+    again = task_module.digits_task(32, test_per_class=20)
     assert np.array_equal(again.test, task.test)
     assert np.bincount(task.labels[task.test]).tolist() == [20] * 5
 
@@ -32,9 +33,9 @@ def test_the_test_split_is_fixed_and_apart_from_the_pool(task):
 @pytest.mark.parametrize("budget", [2, 5, 50, None])
 def test_tuning_and_training_labels_never_touch_the_test_split(task, budget):
     for seed in (0, 1, 1000):
-        drawn = acc.draw(task, budget, seed)
+        drawn = task_module.draw(task, budget, seed)
         assert set(drawn) <= set(task.pool) and not set(drawn) & set(task.test)
-        fit, held = acc.tuning_split(task, drawn, 0.2)
+        fit, held = task_module.tuning_split(task, drawn, 0.2)
         assert not set(fit) & set(held)
         assert set(fit) | set(held) == set(drawn)
         assert not (set(fit) | set(held)) & set(task.test)
@@ -42,18 +43,18 @@ def test_tuning_and_training_labels_never_touch_the_test_split(task, budget):
 
 
 def test_budgets_are_nested_and_paired_by_seed(task):
-    small, large = acc.draw(task, 5, seed=3), acc.draw(task, 10, seed=3)
+    small, large = task_module.draw(task, 5, seed=3), task_module.draw(task, 10, seed=3)
     assert set(small) <= set(large)
-    assert np.array_equal(small, acc.draw(task, 5, seed=3))
-    assert not np.array_equal(small, acc.draw(task, 5, seed=4))
+    assert np.array_equal(small, task_module.draw(task, 5, seed=3))
+    assert not np.array_equal(small, task_module.draw(task, 5, seed=4))
     assert np.bincount(task.labels[small]).tolist() == [5] * 5
 
 
 def test_a_budget_too_small_to_tune_or_too_large_for_the_pool_is_refused(task):
     with pytest.raises(DataError, match="at least 2 labels per class"):
-        acc.tuning_split(task, acc.draw(task, 1, 0), 0.2)
+        task_module.tuning_split(task, task_module.draw(task, 1, 0), 0.2)
     with pytest.raises(DataError, match="Lower the budget"):
-        acc.draw(task, 10_000, 0)
+        task_module.draw(task, 10_000, 0)
 
 
 def test_runs_are_long_enough_in_steps():
