@@ -278,7 +278,9 @@ def run_accuracy(settings: AccuracySettings, engine=None, *, log: Callable[[str]
             (:mod:`.isolation`), with a new default Engine: plugins registered on
             `engine` in code do not reach it (entry points do). The command line
             isolates on TensorFlow, which otherwise keeps every trained model's
-            memory (200 MiB per VGG16 run: 14 GB after 60 runs).
+            memory (200 MiB per VGG16 run: 14 GB after 60 runs). Workers are spawned:
+            a script that calls this needs Python's ``if __name__ == "__main__":``
+            guard.
 
     Returns:
         dict: ``sources`` (per backbone), ``rows`` (one per backbone, budget, strategy
