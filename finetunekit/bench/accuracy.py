@@ -14,7 +14,10 @@ The protocol, for each backbone, label budget and strategy (the no-transfer base
 2. **Tuning, the same budget for every strategy.** On a separate draw of ``n`` labels
    per digit (seed ``tune_seed``), ``holdout`` of them per digit are held out; the
    strategy trains on the rest once per rate of the grid ``rates``, and the rate with
-   the best held-out accuracy (ties: lower held-out loss) is chosen. Only the rate is
+   the best held-out accuracy (ties: lower held-out loss) is chosen. Where that holds
+   out fewer than ``min_held_out`` images per digit, the draw is cross-validated: more
+   folds hold out its next disjoint parts, and a rate's score pools every fold's
+   held-out images (5 labels: 4 folds, 20 images scored instead of 5). Only the rate is
    tuned: finetunekit's strategies declare no tunable keys, so every other key keeps
    the benchmark's value.
 3. **Runs.** For each seed, the strategy trains on the seed's ``n`` labels at the
@@ -46,7 +49,7 @@ from finetunekit.bench.task import (
     Task,
     digits_task,
     draw,
-    tuning_split,
+    tuning_folds,
     user_task,
 )
 from finetunekit.core.errors import NonFiniteLossError, RecipeError
@@ -71,6 +74,9 @@ class AccuracySettings:
         rates: tuple of float. The learning-rate grid every strategy is tuned over.
         test_per_class: int. Test images per class (the fixed ID test set).
         holdout: float. Share of the tuning draw's labels held out (at least 1 per class).
+        min_held_out: int. Held-out labels per class each rate is scored on, at least:
+            where ``holdout`` gives fewer (5 labels: 1), the tuning cross-validates over
+            that many disjoint folds (5 labels: 4 folds of 4 fit, 1 held out).
         min_steps: int. Optimizer steps a run takes at least.
         min_epochs: int. Epochs a run takes at least.
         batch_size: int. Batch size of every run.
@@ -92,6 +98,7 @@ class AccuracySettings:
     rates: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
     test_per_class: int = 40
     holdout: float = 0.2
+    min_held_out: int = 4
     min_steps: int = 60
     min_epochs: int = 4
     batch_size: int = 8
@@ -105,10 +112,12 @@ class AccuracySettings:
 
 
 QUICK = dict(strategies=("feature_extraction", "full"), backbones=("vgg16",), seeds=(0, 1),
-             budgets=(10,), rates=(1e-4, 1e-2), test_per_class=30, min_steps=40)
+             budgets=(10,), rates=(1e-4, 1e-2), test_per_class=30, min_steps=40,
+             min_held_out=2)
 """``--quick``: one backbone, two strategies and the baseline, 10 labels per class, two
 seeds, a two-rate grid, 40 steps a run (6 epochs of 50 images: the old quick mode's 2
-epochs of 25 images, 8 steps at 1e-4, left every strategy at chance)."""
+epochs of 25 images, 8 steps at 1e-4, left every strategy at chance), each rate scored
+on one held-out split of 2 labels per class (no cross-validation)."""
 
 
 def epochs_for(settings: AccuracySettings, images: int) -> int:
@@ -191,20 +200,36 @@ def applicable(engine, source: Source, strategy: str, settings: AccuracySettings
 
 def tune(engine, source: Source, strategy: str, budget: int | None, task: Task,
          settings: AccuracySettings, log) -> dict[str, Any]:
-    """Try every rate of the grid on the tuning draw; the chosen one and every trial."""
-    fit, held = tuning_split(task, draw(task, budget, settings.tune_seed), settings.holdout)
+    """Try every rate of the grid on the tuning draw's folds; the chosen one and every
+    trial. A rate's score pools the held-out images of every fold; a rate that diverges
+    on any fold scores nothing."""
+    folds = tuning_folds(task, draw(task, budget, settings.tune_seed), settings.holdout,
+                         settings.min_held_out)
     trials = []
     for rate in settings.rates:
-        run, _ = train(engine, source, strategy, rate, settings.tune_seed, task, fit, settings)
-        accuracy, loss = (score(run.model, task.images[held], task.labels[held])[:2]
-                          if run is not None else (float("-inf"), float("inf")))
-        trials.append({"rate": rate, "held_out_accuracy": accuracy, "held_out_loss": loss,
-                       "diverged": run is None})
+        correct, losses = [], []
+        for fit, held in folds:
+            run, _ = train(engine, source, strategy, rate, settings.tune_seed, task, fit,
+                           settings)
+            if run is None:
+                break
+            _, loss, right = score(run.model, task.images[held], task.labels[held])
+            correct.append(right)
+            losses.append(loss * len(held))
+        diverged = len(correct) < len(folds)
+        held_out = sum(len(held) for _, held in folds)
+        trials.append({
+            "rate": rate, "diverged": diverged,
+            "held_out_accuracy": (float("-inf") if diverged
+                                  else float(np.concatenate(correct).mean())),
+            "held_out_loss": float("inf") if diverged else sum(losses) / held_out})
     best = max(trials, key=lambda t: (t["held_out_accuracy"], -t["held_out_loss"]))
+    fit, held = folds[0]
     log(f"  tuned {strategy}: rate {best['rate']:g} ("
         + ", ".join(f"{t['rate']:g}: {t['held_out_accuracy']:.2f}" for t in trials)
-        + f"; {len(fit)} fit, {len(held)} held out)")
-    return {"rate": best["rate"], "trials": trials, "fit": len(fit), "held_out": len(held)}
+        + f"; {len(folds)} fold(s) of {len(fit)} fit, {len(held)} held out)")
+    return {"rate": best["rate"], "trials": trials, "fit": len(fit), "held_out": len(held),
+            "folds": len(folds)}
 
 
 def measure_strategy(engine, source: Source, strategy: str, budget: int | None, task: Task,

@@ -20,8 +20,8 @@ from finetunekit.bench.accuracy import RANDOM
 from finetunekit.bench.accuracy_report import budget_key, summarise
 from finetunekit.core.errors import DataError
 
-SAME = ("seeds", "rates", "test_per_class", "holdout", "min_steps", "min_epochs",
-        "batch_size", "severity", "tune_seed", "image_size", "weights", "data")
+SAME = ("seeds", "rates", "test_per_class", "holdout", "min_held_out", "min_steps",
+        "min_epochs", "batch_size", "severity", "tune_seed", "image_size", "weights", "data")
 """Settings every merged part must share: they decide what a row means."""
 
 MEASURED = ("id_accuracy", "ood_accuracy", "ood_by_corruption", "rate", "epochs",

@@ -107,7 +107,21 @@ def draw(task: Task, per_class: int | None, seed: int) -> np.ndarray:
 def tuning_split(task: Task, indices: np.ndarray, holdout: float) -> tuple[np.ndarray, np.ndarray]:
     """Split drawn labels into (fit, held out): the last ``holdout`` share of each class
     (at least one image per class, at least one left to fit)."""
-    fit, held = [], []
+    return tuning_folds(task, indices, holdout, min_held_out=1)[0]
+
+
+def tuning_folds(task: Task, indices: np.ndarray, holdout: float, min_held_out: int
+                 ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (fit, held out) splits the tuning scores each rate on: cross-validation folds.
+
+    Each class holds out its last ``holdout`` share (at least one image, at least one
+    left to fit); when that is fewer than `min_held_out` images of a class, further folds
+    hold out the next disjoint parts of the draw, until the folds together have held out
+    `min_held_out` images of each class or every label was held out once. The first fold
+    is :func:`tuning_split`'s split, so a budget that needs no more folds tunes exactly as
+    a single split does.
+    """
+    parts = []
     for k in range(len(task.class_names)):
         own = indices[task.labels[indices] == k]
         out = max(1, round(len(own) * holdout))
@@ -116,6 +130,15 @@ def tuning_split(task: Task, indices: np.ndarray, holdout: float) -> tuple[np.nd
                 f"Tuning holds out {out} of {len(own)} labels of class "
                 f"'{task.class_names[k]}' and needs one left to train on: a budget needs at "
                 "least 2 labels per class.")
-        fit.append(own[:-out])
-        held.append(own[-out:])
-    return np.concatenate(fit), np.concatenate(held)
+        parts.append((own, out))
+    folds = min(max(-(-max(1, min_held_out) // out) for _, out in parts),
+                min(len(own) // out for own, out in parts))
+    splits = []
+    for j in range(folds):
+        fit, held = [], []
+        for own, out in parts:
+            stop = len(own) - j * out
+            held.append(own[stop - out:stop])
+            fit.append(np.concatenate([own[:stop - out], own[stop:]]))
+        splits.append((np.concatenate(fit), np.concatenate(held)))
+    return splits

@@ -42,6 +42,23 @@ def test_tuning_and_training_labels_never_touch_the_test_split(task, budget):
         assert np.bincount(task.labels[held], minlength=5).min() >= 1
 
 
+@pytest.mark.parametrize("budget, folds", [(5, 4), (10, 2), (20, 1), (50, 1), (2, 2)])
+def test_small_budgets_tune_on_disjoint_folds_that_pool_enough_held_out_labels(task, budget,
+                                                                              folds):
+    drawn = task_module.draw(task, budget, 1000)
+    splits = task_module.tuning_folds(task, drawn, 0.2, min_held_out=4)
+    assert len(splits) == folds
+    single = task_module.tuning_split(task, drawn, 0.2)
+    assert all(np.array_equal(a, b) for a, b in zip(splits[0], single))  # fold 0: the old split
+    held = np.concatenate([h for _, h in splits])
+    assert len(set(held)) == len(held)  # every label held out at most once
+    for fit, out in splits:
+        assert set(fit) | set(out) == set(drawn) and not set(fit) & set(out)
+        assert np.bincount(task.labels[fit], minlength=5).min() >= 1
+    per_class = np.bincount(task.labels[held], minlength=5)
+    assert per_class.min() >= min(4, budget)  # 2 labels: both held out once, no more
+
+
 def test_budgets_are_nested_and_paired_by_seed(task):
     small, large = task_module.draw(task, 5, seed=3), task_module.draw(task, 10, seed=3)
     assert set(small) <= set(large)
