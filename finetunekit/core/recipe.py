@@ -114,6 +114,9 @@ CORE_KEYS: dict[str, dict[str, Param]] = {
         "overwrite": Param(bool, False, help="replace an existing run folder"),
         "keep_checkpoints": Param(int, 2, min=0,
                                   help="epoch checkpoints kept in <path>/checkpoints (0: none)"),
+        "checkpoint_every": Param(int, 1, min=1,
+                                  help="write an epoch checkpoint every N epochs (and at the "
+                                       "run's last epoch or stop); resume replays the rest"),
     },
 }
 """The engine's own keys per section. Components add their own keys to their section."""

@@ -1,7 +1,12 @@
-"""Checkpoint at every epoch end into ``<save.path>/checkpoints``, keeping the last K.
+"""Checkpoint at epoch ends into ``<save.path>/checkpoints``, keeping the last K.
 
 A lifecycle plugin: ``finetunekit resume RUN_DIR`` continues from the newest checkpoint.
-``save.keep_checkpoints = 0`` turns it off. It runs after the other plugins'
+``save.keep_checkpoints = 0`` turns it off. ``save.checkpoint_every = N`` writes one
+every N epochs, and always at the run's last epoch or where it stops, so a finished run
+is known as finished; a resumed run replays the epochs since the newest checkpoint
+(bit-identically: the data order depends on (seed, epoch) only). Where a checkpoint
+costs much of an epoch (short epochs on a GPU, a large model), it buys throughput for
+the epochs a kill loses. It runs after the other plugins'
 ``finetunekit_epoch_end`` (``trylast``), so the checkpoint holds the state they left:
 a stop they requested, their :class:`~finetunekit.Observer` state.
 
@@ -20,8 +25,10 @@ from finetunekit.core.manager import hookimpl
 
 @hookimpl(trylast=True)
 def finetunekit_epoch_end(run, stage, epoch, logs):
-    keep = run.recipe["save"]["keep_checkpoints"]
+    keep, every = run.recipe["save"]["keep_checkpoints"], run.recipe["save"]["checkpoint_every"]
     if run.path is None or keep == 0:
+        return
+    if epoch % every and epoch < run.plan.epochs and run.stopped is None:
         return
     path, folder = checkpoint_path(run.path, epoch), run.path
     taken = snapshot(run.model, epoch=epoch, stage_index=run.stage_index,
