@@ -188,25 +188,32 @@ def _tf_dataset(feed: Feed, decode: Callable[[Any], Any]) -> Any:
     labels = tf.constant(np.asarray(examples.labels)[feed.order[flat]])
     starts, ends = tf.constant(bounds[:-1]), tf.constant(bounds[1:])
     widest = max((len(b) for b in feed.batches), default=1)
+    cores = _cores()
 
+    # no Python control flow on tensors below: traced as written, without autograph's
+    # source conversion, which cost about 1 s of CPU before each epoch's first batch
+    plain = tf.autograph.experimental.do_not_convert
+
+    @plain
     def one(position):
         index = indices[position]
         return decode(index), labels[position], index
 
+    @plain
     def batch(number):
         # each batch is its own small dataset, so a file that fails is dropped from its
         # batch and the batches after it keep their examples
         members = tf.data.Dataset.range(starts[number], ends[number]).map(one)
         members = members.ignore_errors()
-        return members.batch(widest).map(lambda x, y, i: (x, y, i, number))
+        return members.batch(widest).map(plain(lambda x, y, i: (x, y, i, number)))
 
+    @plain
     def observe(x, y, got, number):
         got = tf.numpy_function(lambda g, b: _observe(feed, g, int(b)), [got, number],
                                 tf.int64, stateful=True)
         with tf.control_dependencies([got]):
             return tf.identity(x), y
 
-    cores = _cores()
     dataset = tf.data.Dataset.range(len(feed.batches)).interleave(
         batch, cycle_length=max(cores, 2), block_length=1,
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -209,6 +209,7 @@ class FileExamples(Examples):
                 self._note(int(index), exc.reason)  # the precise reason, reported once
                 raise
 
+        @tf.autograph.experimental.do_not_convert  # no Python control flow on tensors
         def decode(index):
             path = paths[index]
 
