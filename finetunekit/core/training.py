@@ -5,6 +5,7 @@ Kept apart so that :mod:`finetunekit.core.engine` reads as the flow alone.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import warnings
@@ -239,8 +240,10 @@ def fit_epoch(model: Any, data: Data, batch_size: int, epoch: int, seed: int,
     if validation is not None:
         kwargs["validation_data"] = keras_input(validation) if isinstance(validation, Feed) else validation
     fit_input = keras_input(train) if isinstance(train, Feed) else train
+    ours = shard[0] > 1 and all(isinstance(f, Feed) for f in (train, validation)
+                                if f is not None)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _already_sharded(ours):
             # a tf.data feed drops files that fail to decode, so its length is not
             # declared, and Keras warns at its end as if it had run short
             warnings.filterwarnings("ignore", message="Your input ran out of data")
@@ -252,6 +255,24 @@ def fit_epoch(model: Any, data: Data, batch_size: int, epoch: int, seed: int,
         raise
     for feed in feeds:  # batches a tf.data pipeline dropped whole (every file failed)
         feed.report_missing(complete=not getattr(model, "stop_training", False))
+
+
+@contextlib.contextmanager
+def _already_sharded(active: bool):
+    """Tell Keras's multi-process distribution (JAX ``data_parallel``) not to shard the
+    input while `active`: each process then feeds its own part of every global batch,
+    read by :meth:`Feed.shard`, and Keras joins the parts; without it Keras accepts only
+    a ``tf.data.Dataset`` from several processes."""
+    distribution = keras.distribution.distribution() if active else None
+    if distribution is None or not hasattr(distribution, "auto_shard_dataset"):
+        yield
+        return
+    before = distribution.auto_shard_dataset
+    distribution.auto_shard_dataset = False
+    try:
+        yield
+    finally:
+        distribution.auto_shard_dataset = before
 
 
 def steps_per_epoch(train: Any, batch_size: int) -> int | None:

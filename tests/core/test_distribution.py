@@ -96,9 +96,12 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_jax_processes_on_loopback_agree_with_each_other_and_with_one(tmp_path):
+@pytest.mark.parametrize("source", ["--dataset", "--folder", "--arrays"])  # tf.data, files, arrays
+def test_two_jax_processes_on_loopback_agree_with_each_other_and_with_one(tmp_path, source):
+    # a tf.data.Dataset is sharded by Keras; files and arrays by finetunekit (each process
+    # reads its part of every global batch), which Keras refused from several processes
     address = f"127.0.0.1:{_free_port()}"
-    args = ["--epochs", "1", "--dataset", "--set", "train.distribution=data_parallel"]
+    args = ["--epochs", "1", source, "--set", "train.distribution=data_parallel"]
     env = dict(os.environ, KERAS_BACKEND="jax", KERAS_DISTRIBUTION_NUM_PROCESSES="2",
                KERAS_DISTRIBUTION_JOB_ADDRESSES=f"{address},{address}",
                PYTHONPATH=os.pathsep.join([str(ROOT), str(TESTS), os.environ.get("PYTHONPATH", "")]))
@@ -113,8 +116,12 @@ def test_two_jax_processes_on_loopback_agree_with_each_other_and_with_one(tmp_pa
     first, second = (dict(np.load(tmp_path / f"w{i}.npz")) for i in range(2))
     assert int(first["replicas"]) == 2
     assert _largest_difference(_weights(first), _weights(second)) == 0.0
-    one = _train(tmp_path / "one.npz", "--epochs", "1", "--dataset", backend="jax")
+    one = _train(tmp_path / "one.npz", "--epochs", "1", source, backend="jax")
     assert _largest_difference(_weights(first), _weights(one)) < TOLERANCE
+    if source == "--folder":  # each process read its half of every batch, not all of it
+        probe = 8  # first_images reads up to 8 files to call the model once
+        assert int(one["rows_read"]) - probe == 16
+        assert int(first["rows_read"]) - probe == int(second["rows_read"]) - probe == 8
 
 
 @pytest.mark.slow
@@ -145,13 +152,14 @@ def test_multi_worker_without_tf_config_is_refused_naming_it(engine, monkeypatch
 
 
 @pytest.mark.slow
-def test_two_tensorflow_workers_on_loopback_agree_with_each_other_and_with_one(tmp_path):
+@pytest.mark.parametrize("source", [[], ["--folder"]])  # arrays; files streamed from a folder
+def test_two_tensorflow_workers_on_loopback_agree_with_each_other_and_with_one(tmp_path, source):
     ports = [_free_port(), _free_port()]
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     env = dict(os.environ, KERAS_BACKEND="tensorflow", PYTHONPATH=os.pathsep.join(
         [str(ROOT), str(TESTS), os.environ.get("PYTHONPATH", "")]))
     # two_stage: a frozen-base stage through the feature cache, then the whole model
-    strategy = ["--strategy", "two_stage"]
+    strategy = ["--strategy", "two_stage", *source]
     args = [*strategy, "--set", "train.distribution=multi_worker", "--save", str(tmp_path / "run")]
     workers = [subprocess.Popen(
         [sys.executable, str(TESTS / "distributed_worker.py"), str(tmp_path / f"w{i}.npz"), *args],

@@ -11,7 +11,10 @@ environment the test gives.
 
 writes, per strategy, ``<strategy>/<i>`` = the i-th model weight, ``replicas`` and
 ``scope_left`` (no distribution or dtype policy left set after the runs) and
-``cache_computed`` (feature arrays the feature cache computed).
+``cache_computed`` (feature arrays the feature cache computed) and, with ``--folder``,
+``rows_read`` (images this process read from files through Python).
+With ``--folder`` the same 16 images are written as PNG files (a folder per process)
+and streamed by the ``folder`` source (``data.in_memory = false``).
 With ``--save DIR`` the (single) strategy's run is saved there (checkpoints each epoch);
 ``--resume DIR`` continues that run instead.
 """
@@ -34,6 +37,9 @@ parser.add_argument("--save")
 parser.add_argument("--resume")
 parser.add_argument("--dataset", action="store_true",
                     help="feed training batches as a tf.data.Dataset (data.batch_size each)")
+parser.add_argument("--arrays", action="store_true", help="uint8 arrays (the default)")
+parser.add_argument("--folder", action="store_true",
+                    help="stream the same images from a folder of PNGs (data.in_memory = false)")
 args = parser.parse_args()
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -61,6 +67,12 @@ def main() -> None:
 
         data = Data(train=tensorflow.data.Dataset.from_tensor_slices(data.train).batch(4),
                     validation=None, class_names=None)
+    overrides = list(args.overrides)
+    read = _count_reads() if args.folder else [0]
+    if args.folder:
+        overrides += ["data.source=folder", f"data.train={_write_pngs(data)}",
+                      "data.in_memory=false"]
+        data = None
     arrays = {}
     for strategy in args.strategy or ["full"]:
         if args.resume:
@@ -72,7 +84,7 @@ def main() -> None:
             recipe = tiny_recipe(strategy=strategy, epochs=args.epochs, head={"hidden": [8]},
                                  optimizer="sgd", learning_rate=0.01)
             recipe = recipe.with_overrides(
-                [*args.overrides, *([f"save.path={args.save}"] if args.save else [])])
+                [*overrides, *([f"save.path={args.save}"] if args.save else [])])
             run = engine.run(recipe, data=data, save=bool(args.save))
         arrays.update({f"{strategy}/{i}": np.asarray(w.numpy())
                        for i, w in enumerate(run.model.weights)})
@@ -86,7 +98,37 @@ def main() -> None:
         left = left and not tf.distribute.has_strategy()
     arrays["scope_left"] = np.array(left)
     arrays["cache_computed"] = np.array(engine.feature_cache.computed)
+    arrays["rows_read"] = np.array(read[0])
     np.savez(args.out, **arrays)
+
+
+def _count_reads() -> list[int]:
+    """Count the images this process reads from files (its share of every batch)."""
+    from finetunekit.plugins.data.stream import FileExamples
+
+    read = [0]
+    original = FileExamples.read_available
+
+    def counted(self, indices):
+        read[0] += len(indices)
+        return original(self, indices)
+
+    FileExamples.read_available = counted
+    return read
+
+
+def _write_pngs(data: Data) -> str:
+    """The training images of `data` as lossless PNGs in class folders beside ``out``."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    folder = Path(args.out).with_suffix(".images")
+    x, y = data.train
+    for i, (image, label) in enumerate(zip(x, y)):
+        (folder / f"class{label}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"class{label}" / f"{i:03d}.png")
+    return str(folder)
 
 
 if __name__ == "__main__":
