@@ -134,8 +134,8 @@ def markdown(accuracy: dict[str, Any]) -> list[str]:
              f"{task['pool']}. Seeds {settings['seeds']}, paired. Each strategy's rate "
              f"tuned over {settings['rates']} on a held-out {settings['holdout']:.0%} of a "
              f"separate draw of its labels (never the test set), cross-validated until "
-             f"{settings.get('min_held_out', 1)} labels per class are held out. 'loses to' only where the "
-             "paired 95% t-interval of (best - strategy) excludes 0; Δ = best - strategy.", ""]
+             f"{settings.get('min_held_out', 1)} labels per class are held out. 'loses to' "
+             "only where the paired 95% t-interval of (best - strategy) excludes 0; Δ = best - strategy.", ""]
     for backbone, info in accuracy["sources"].items():
         source = ("given weights" if info.get("given") else
                   f"source val accuracy {info['val_accuracy']:.3f} on the digits 0-4"
