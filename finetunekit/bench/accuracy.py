@@ -205,6 +205,7 @@ def tune(engine, source: Source, strategy: str, budget: int | None, task: Task,
     on any fold scores nothing."""
     folds = tuning_folds(task, draw(task, budget, settings.tune_seed), settings.holdout,
                          settings.min_held_out)
+    held_out = sum(len(held) for _, held in folds)
     trials = []
     for rate in settings.rates:
         correct, losses = [], []
@@ -217,19 +218,18 @@ def tune(engine, source: Source, strategy: str, budget: int | None, task: Task,
             correct.append(right)
             losses.append(loss * len(held))
         diverged = len(correct) < len(folds)
-        held_out = sum(len(held) for _, held in folds)
         trials.append({
             "rate": rate, "diverged": diverged,
             "held_out_accuracy": (float("-inf") if diverged
                                   else float(np.concatenate(correct).mean())),
             "held_out_loss": float("inf") if diverged else sum(losses) / held_out})
     best = max(trials, key=lambda t: (t["held_out_accuracy"], -t["held_out_loss"]))
-    fit, held = folds[0]
+    first_fit, first_held = folds[0]
     log(f"  tuned {strategy}: rate {best['rate']:g} ("
         + ", ".join(f"{t['rate']:g}: {t['held_out_accuracy']:.2f}" for t in trials)
-        + f"; {len(folds)} fold(s) of {len(fit)} fit, {len(held)} held out)")
-    return {"rate": best["rate"], "trials": trials, "fit": len(fit), "held_out": len(held),
-            "folds": len(folds)}
+        + f"; {len(folds)} fold(s) of {len(first_fit)} fit, {len(first_held)} held out)")
+    return {"rate": best["rate"], "trials": trials, "fit": len(first_fit),
+            "held_out": len(first_held), "folds": len(folds)}
 
 
 def measure_strategy(engine, source: Source, strategy: str, budget: int | None, task: Task,

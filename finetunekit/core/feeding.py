@@ -191,7 +191,7 @@ def _tf_dataset(feed: Feed, decode: Callable[[Any], Any]) -> Any:
     cores = _cores()
 
     # no Python control flow on tensors below: traced as written, without autograph's
-    # source conversion, which cost 0.3-0.6 s of CPU before each epoch's first batch
+    # source conversion, which cost about 0.3 s of CPU before each epoch's first batch
     plain = tf.autograph.experimental.do_not_convert
 
     @plain

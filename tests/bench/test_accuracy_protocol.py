@@ -59,6 +59,36 @@ def test_small_budgets_tune_on_disjoint_folds_that_pool_enough_held_out_labels(t
     assert per_class.min() >= min(4, budget)  # 2 labels: both held out once, no more
 
 
+def test_tuning_pools_every_folds_held_out_images_and_a_rate_diverging_on_one_scores_nothing(
+        task, monkeypatch):
+    from types import SimpleNamespace
+
+    trained = []
+
+    def fake_train(engine, source, strategy, rate, seed, task_, fit, settings):
+        trained.append((rate, len(fit)))
+        if rate == 1e-2 and [r for r, _ in trained].count(1e-2) == 2:  # its 2nd fold
+            return None, 1
+        return SimpleNamespace(model=rate), 1
+
+    def fake_score(model, images, labels):  # 1e-3 is right on exactly one image per fold
+        right = np.zeros(len(labels), bool)
+        right[: 1 if model == 1e-3 else 0] = True
+        return float(right.mean()), 1.0 / model, right
+
+    monkeypatch.setattr(acc, "train", fake_train)
+    monkeypatch.setattr(acc, "score", fake_score)
+    settings = acc.AccuracySettings(strategies=("full",), rates=(1e-4, 1e-3, 1e-2))
+    tuned = acc.tune(None, None, "full", 5, task, settings, log=lambda line: None)
+    assert tuned["folds"] == 4 and tuned["held_out"] == 5 and tuned["fit"] == 20
+    by_rate = {t["rate"]: t for t in tuned["trials"]}
+    assert by_rate[1e-3]["held_out_accuracy"] == 4 / 20  # one right per fold, 20 pooled
+    assert by_rate[1e-4]["held_out_accuracy"] == 0.0 and not by_rate[1e-4]["diverged"]
+    assert by_rate[1e-2]["diverged"] and by_rate[1e-2]["held_out_accuracy"] == float("-inf")
+    assert tuned["rate"] == 1e-3
+    assert [rate for rate, _ in trained] == [1e-4] * 4 + [1e-3] * 4 + [1e-2] * 2
+
+
 def test_budgets_are_nested_and_paired_by_seed(task):
     small, large = task_module.draw(task, 5, seed=3), task_module.draw(task, 10, seed=3)
     assert set(small) <= set(large)
